@@ -1,0 +1,116 @@
+package doemu
+
+import (
+	"math"
+	"time"
+)
+
+// BillingModel is how Droplets are charged.
+type BillingModel int
+
+const (
+	// PerSecond bills each second a Droplet exists, with a 60-second minimum: DigitalOcean's
+	// model since 2026-01-01, as its community answers report it.
+	PerSecond BillingModel = iota
+	// Hourly bills each started hour: the model before 2026.
+	Hourly
+)
+
+func (m BillingModel) String() string {
+	if m == Hourly {
+		return "hourly"
+	}
+	return "per-second"
+}
+
+// ParseBillingModel reads "per-second" or "hourly".
+func ParseBillingModel(s string) (BillingModel, bool) {
+	switch s {
+	case "per-second", "":
+		return PerSecond, true
+	case "hourly":
+		return Hourly, true
+	}
+	return 0, false
+}
+
+// Charge is one Droplet's entry in the billing ledger.
+type Charge struct {
+	DropletID   int
+	Size        string
+	PriceHourly float64
+	Start, End  time.Time // End is zero while the Droplet exists
+}
+
+type ledger struct {
+	model   BillingModel
+	charges []Charge
+	open    map[int]int // Droplet ID → index in charges
+}
+
+func (l *ledger) start(id int, sz size, at time.Time) {
+	if l.open == nil {
+		l.open = map[int]int{}
+	}
+	l.open[id] = len(l.charges)
+	l.charges = append(l.charges, Charge{DropletID: id, Size: sz.Slug, PriceHourly: sz.PriceHourly, Start: at})
+}
+
+func (l *ledger) stop(id int, at time.Time) {
+	if i, ok := l.open[id]; ok {
+		l.charges[i].End = at
+		delete(l.open, id)
+	}
+}
+
+// monthlyCap: a Droplet never costs more in a month than 672 hours (its monthly price).
+const monthlyCapHours = 672
+
+// cost is what c costs for the part of its life inside [from, to).
+func (m BillingModel) cost(c Charge, from, to time.Time) float64 {
+	start, end := c.Start, c.End
+	if end.IsZero() || end.After(to) {
+		end = to
+	}
+	if start.Before(from) {
+		start = from
+	}
+	if !end.After(start) {
+		return 0
+	}
+	d := end.Sub(start)
+	var hours float64
+	switch m {
+	case Hourly:
+		hours = math.Ceil(d.Hours())
+	default:
+		if c.Start.Equal(start) { // the minimum applies once, where the Droplet's life begins
+			d = max(d, time.Minute)
+		}
+		hours = d.Seconds() / 3600
+	}
+	return min(hours, monthlyCapHours) * c.PriceHourly
+}
+
+// Charges returns a copy of the ledger, in creation order.
+func (s *Server) Charges() []Charge {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Charge(nil), s.ledger.charges...)
+}
+
+// BilledUSD is the total charged for Droplets from the first to the moment at.
+func (s *Server) BilledUSD(at time.Time) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var total float64
+	for _, c := range s.ledger.charges {
+		total += s.ledger.model.cost(c, time.Time{}, at)
+	}
+	return total
+}
+
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
