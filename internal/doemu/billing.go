@@ -38,8 +38,9 @@ func ParseBillingModel(s string) (BillingModel, bool) {
 type Charge struct {
 	DropletID   int
 	Size        string
-	PriceHourly float64
-	Start, End  time.Time // End is zero while the Droplet exists
+	PriceHourly  float64
+	PriceMonthly float64
+	Start, End   time.Time // End is zero while the Droplet exists
 }
 
 type ledger struct {
@@ -53,7 +54,7 @@ func (l *ledger) start(id int, sz size, at time.Time) {
 		l.open = map[int]int{}
 	}
 	l.open[id] = len(l.charges)
-	l.charges = append(l.charges, Charge{DropletID: id, Size: sz.Slug, PriceHourly: sz.PriceHourly, Start: at})
+	l.charges = append(l.charges, Charge{DropletID: id, Size: sz.Slug, PriceHourly: sz.PriceHourly, PriceMonthly: sz.PriceMonthly, Start: at})
 }
 
 func (l *ledger) stop(id int, at time.Time) {
@@ -63,10 +64,8 @@ func (l *ledger) stop(id int, at time.Time) {
 	}
 }
 
-// monthlyCap: a Droplet never costs more in a month than 672 hours (its monthly price).
-const monthlyCapHours = 672
-
-// cost is what c costs for the part of its life inside [from, to).
+// cost is what c costs for the part of its life inside [from, to). A Droplet never
+// costs more in a calendar month than its monthly price.
 func (m BillingModel) cost(c Charge, from, to time.Time) float64 {
 	start, end := c.Start, c.End
 	if end.IsZero() || end.After(to) {
@@ -75,21 +74,32 @@ func (m BillingModel) cost(c Charge, from, to time.Time) float64 {
 	if start.Before(from) {
 		start = from
 	}
-	if !end.After(start) {
-		return 0
-	}
-	d := end.Sub(start)
-	var hours float64
-	switch m {
-	case Hourly:
-		hours = math.Ceil(d.Hours())
-	default:
-		if c.Start.Equal(start) { // the minimum applies once, where the Droplet's life begins
-			d = max(d, time.Minute)
+	var total float64
+	for seg := start; seg.Before(end); {
+		next := monthStart(seg).AddDate(0, 1, 0)
+		segEnd := earlier(end, next)
+		d := segEnd.Sub(seg)
+		var hours float64
+		switch m {
+		case Hourly:
+			hours = math.Ceil(d.Hours())
+		default:
+			if seg.Equal(c.Start) { // the minimum applies once, where the Droplet's life begins
+				d = max(d, time.Minute)
+			}
+			hours = d.Seconds() / 3600
 		}
-		hours = d.Seconds() / 3600
+		total += min(hours*c.PriceHourly, c.PriceMonthly)
+		seg = segEnd
 	}
-	return min(hours, monthlyCapHours) * c.PriceHourly
+	return total
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Charges returns a copy of the ledger, in creation order.
