@@ -36,8 +36,8 @@ func ParseBillingModel(s string) (BillingModel, bool) {
 
 // Charge is one Droplet's entry in the billing ledger.
 type Charge struct {
-	DropletID   int
-	Size        string
+	DropletID    int
+	Size         string
 	PriceHourly  float64
 	PriceMonthly float64
 	Start, End   time.Time // End is zero while the Droplet exists

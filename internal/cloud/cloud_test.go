@@ -1,0 +1,279 @@
+package cloud_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/doemu"
+	"github.com/shoalci/shoal/internal/doemu/doemutest"
+)
+
+var epoch = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	emu   *doemutest.Server
+	clock *clock.Virtual
+	cloud *cloud.DO
+}
+
+func newFixture(t *testing.T, opts doemu.Options) *fixture {
+	t.Helper()
+	vc := clock.NewVirtual(epoch)
+	opts.Clock = vc
+	emu := doemutest.New(t, opts)
+	c, err := cloud.New(cloud.Config{Token: doemutest.Token, APIURL: emu.URL, Clock: vc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{emu: emu, clock: vc, cloud: c}
+}
+
+// run calls fn while moving the virtual clock past every timer fn (or the
+// emulator) waits on, the way a simulator does, and returns fn's error.
+func (f *fixture) run(t *testing.T, fn func(ctx context.Context) error) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Millisecond):
+			if next, ok := f.clock.Next(); ok {
+				f.clock.AdvanceTo(next)
+			}
+		}
+	}
+}
+
+var spec = cloud.DropletSpec{Region: "fra1", Size: "s-2vcpu-4gb", Image: "ubuntu-24-04-x64", Tags: []string{"shoal", "shoal-pool-docker"}}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%03d", prefix, i)
+	}
+	return out
+}
+
+func TestCreateAndListInFewRequests(t *testing.T) {
+	f := newFixture(t, doemu.Options{})
+	ctx := context.Background()
+	before := f.emu.Stats().Requests
+	made, err := f.cloud.CreateDroplets(ctx, spec, names("shoal-docker", 25))
+	if err != nil || len(made) != 25 {
+		t.Fatalf("created %d, %v", len(made), err)
+	}
+	if got := f.emu.Stats().Requests - before; got != 3 {
+		t.Fatalf("25 droplets took %d create requests, want 3", got)
+	}
+	more := spec
+	more.Tags = []string{"other"}
+	if _, err := f.cloud.CreateDroplets(ctx, more, names("other", 480)); err == nil {
+		t.Fatal("went past the droplet limit of 500 without an error")
+	} else if !errors.Is(err, cloud.ErrInvalid) || !strings.Contains(err.Error(), "droplet limit") {
+		t.Fatalf("over the limit: %v", err)
+	}
+	before = f.emu.Stats().Requests
+	all, err := f.cloud.ListDroplets(ctx, "")
+	if err != nil || len(all) != 495 { // 25 + 47 full requests; the 48th would pass 500
+		t.Fatalf("listed %d, %v", len(all), err)
+	}
+	if got := f.emu.Stats().Requests - before; got != 3 {
+		t.Fatalf("listing 495 took %d requests, want 3 pages of 200", got)
+	}
+	tagged, err := f.cloud.ListDroplets(ctx, "shoal-pool-docker")
+	if err != nil || len(tagged) != 25 || tagged[0].Name != "shoal-docker-000" || tagged[0].PriceHourly != 0.03571 {
+		t.Fatalf("by tag: %d, %+v, %v", len(tagged), tagged[0], err)
+	}
+}
+
+func TestLostCreateResponseMakesNoDuplicate(t *testing.T) {
+	f := newFixture(t, doemu.Options{Faults: doemu.Faults{LostCreateRate: 1}})
+	var made []cloud.Droplet
+	err := f.run(t, func(ctx context.Context) (err error) {
+		made, err = f.cloud.CreateDroplets(ctx, spec, names("shoal-docker", 12))
+		return err
+	})
+	if err != nil || len(made) != 12 {
+		t.Fatalf("create with lost responses: %d made, %v", len(made), err)
+	}
+	all, _ := f.cloud.ListDroplets(context.Background(), "")
+	if len(all) != 12 {
+		t.Fatalf("%d droplets exist for 12 names: a retry duplicated them", len(all))
+	}
+}
+
+func TestRetriesThroughServerErrorsAndRateLimits(t *testing.T) {
+	f := newFixture(t, doemu.Options{Seed: 3, RateLimitPerMinute: 4, Faults: doemu.Faults{ErrorRate: 0.3}})
+	start := f.clock.Now()
+	err := f.run(t, func(ctx context.Context) error {
+		for range 12 {
+			if _, err := f.cloud.Account(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reads through a 5xx storm and a 4/min limit: %v", err)
+	}
+	st := f.emu.Stats()
+	if st.RateLimited == 0 || st.InjectedFaults == 0 {
+		t.Fatalf("stats %+v: the storm or the limit never happened", st)
+	}
+	if elapsed := f.clock.Since(start); elapsed < 2*time.Minute {
+		t.Fatalf("12 requests at 4/min finished after %v of clock time: retry-after was not honoured", elapsed)
+	}
+	if r := f.cloud.Rate(); r.Limit != 5000 || r.Remaining >= 5000 {
+		t.Fatalf("rate %+v", r)
+	}
+}
+
+func TestErrorsAreTestable(t *testing.T) {
+	f := newFixture(t, doemu.Options{BootDelay: doemu.Range{Min: time.Second}, ActionDelay: doemu.Range{Min: time.Second}})
+	ctx := context.Background()
+	_, err := f.cloud.GetDroplet(ctx, 42)
+	if !errors.Is(err, cloud.ErrNotFound) {
+		t.Fatalf("missing droplet: %v", err)
+	}
+	bad, _ := cloud.New(cloud.Config{Token: "dop_v1_nope", APIURL: f.emu.URL, Clock: f.clock})
+	if _, err := bad.Account(ctx); !errors.Is(err, cloud.ErrUnauthorized) {
+		t.Fatalf("bad token: %v", err)
+	}
+	ds, _ := f.cloud.CreateDroplets(ctx, spec, names("d", 2))
+	if _, err := f.cloud.DropletAction(ctx, ds[0].ID, "power_off"); !errors.Is(err, cloud.ErrPendingEvent) {
+		t.Fatalf("action while creating: %v", err)
+	}
+	if _, err := f.cloud.DropletAction(ctx, ds[0].ID, "explode"); !errors.Is(err, cloud.ErrInvalid) {
+		t.Fatalf("unknown action: %v", err)
+	}
+	f.clock.Advance(time.Second) // booted
+	var vol cloud.Volume
+	err = f.run(t, func(ctx context.Context) (err error) {
+		if _, err = f.cloud.DropletAction(ctx, ds[0].ID, "reboot"); err != nil {
+			return fmt.Errorf("reboot: %w", err)
+		}
+		if vol, err = f.cloud.CreateVolume(ctx, cloud.VolumeSpec{Name: "pgdata", Region: "fra1", SizeGiB: 10, FilesystemType: "ext4"}); err != nil {
+			return err
+		}
+		if _, err := f.cloud.CreateVolume(ctx, cloud.VolumeSpec{Name: "pgdata", Region: "fra1", SizeGiB: 1}); !errors.Is(err, cloud.ErrAlreadyExists) {
+			return fmt.Errorf("duplicate volume: %v", err)
+		}
+		if _, err = f.cloud.AttachVolume(ctx, vol.ID, ds[0].ID); err != nil {
+			return err
+		}
+		if _, err := f.cloud.AttachVolume(ctx, vol.ID, ds[1].ID); !errors.Is(err, cloud.ErrAlreadyAttached) {
+			return fmt.Errorf("second attach: %v", err)
+		}
+		if _, err := f.cloud.DetachVolume(ctx, vol.ID, ds[1].ID); !errors.Is(err, cloud.ErrAttachmentNotFound) {
+			return fmt.Errorf("detach from the wrong droplet: %v", err)
+		}
+		if err := f.cloud.DeleteVolume(ctx, vol.ID); !errors.Is(err, cloud.ErrAttached) {
+			return fmt.Errorf("delete attached: %v", err)
+		}
+		if _, err = f.cloud.DetachVolume(ctx, vol.ID, ds[0].ID); err != nil {
+			return err
+		}
+		if _, err = f.cloud.ResizeVolume(ctx, vol.ID, "fra1", 20); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.cloud.GetVolume(ctx, vol.ID)
+	if err != nil || got.SizeGiB != 20 || len(got.DropletIDs) != 0 || got.DevicePath() != "/dev/disk/by-id/scsi-0DO_Volume_pgdata" {
+		t.Fatalf("volume after detach and resize: %+v, %v", got, err)
+	}
+	if err := f.cloud.DeleteVolume(ctx, vol.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cloud.DeleteDroplet(ctx, ds[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cloud.DeleteDroplet(ctx, ds[1].ID); err != nil {
+		t.Fatalf("deleting a deleted droplet: %v", err)
+	}
+}
+
+func TestErroredActionIsAnError(t *testing.T) {
+	f := newFixture(t, doemu.Options{BootDelay: doemu.Range{Min: time.Second}, Faults: doemu.Faults{ActionErrorRate: 1}})
+	ds, err := f.cloud.CreateDroplets(context.Background(), spec, []string{"x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	err = f.run(t, func(ctx context.Context) error {
+		_, err := f.cloud.DropletAction(ctx, ds[0].ID, "power_off")
+		return err
+	})
+	if !errors.Is(err, cloud.ErrActionErrored) {
+		t.Fatalf("errored action: %v", err)
+	}
+}
+
+func TestDatabasesKeysAccountBalance(t *testing.T) {
+	f := newFixture(t, doemu.Options{Databases: []doemu.DatabaseSeed{{Name: "app", Region: "fra1", Tags: []string{"prod"},
+		Pools: []doemu.PoolSeed{{Name: "web", Mode: "transaction", Size: 5, DB: "defaultdb"}}}}})
+	ctx := context.Background()
+	dbs, err := f.cloud.ListDatabases(ctx, "prod")
+	if err != nil || len(dbs) != 1 {
+		t.Fatalf("databases: %+v, %v", dbs, err)
+	}
+	if none, _ := f.cloud.ListDatabases(ctx, "staging"); len(none) != 0 {
+		t.Fatalf("tag filter ignored: %+v", none)
+	}
+	db, err := f.cloud.GetDatabase(ctx, dbs[0].ID)
+	if err != nil || db.Connection.Password == "" || len(db.Pools) != 1 || db.Pools[0].Connection.Database != "web" {
+		t.Fatalf("database: %+v, %v", db, err)
+	}
+	if err := f.cloud.SetDatabaseFirewall(ctx, db.ID, []cloud.FirewallRule{{Type: "tag", Value: "shoal"}}); err != nil {
+		t.Fatal(err)
+	}
+	if rules, err := f.cloud.DatabaseFirewall(ctx, db.ID); err != nil || len(rules) != 1 || rules[0].Value != "shoal" {
+		t.Fatalf("firewall: %+v, %v", rules, err)
+	}
+
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	sp, _ := ssh.NewPublicKey(pub)
+	k, err := f.cloud.CreateSSHKey(ctx, "ci", string(ssh.MarshalAuthorizedKey(sp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.cloud.GetSSHKey(ctx, k.Fingerprint); err != nil || got.ID != k.ID {
+		t.Fatalf("key by fingerprint: %+v, %v", got, err)
+	}
+	if keys, _ := f.cloud.ListSSHKeys(ctx); len(keys) != 1 {
+		t.Fatalf("keys: %+v", keys)
+	}
+	if err := f.cloud.DeleteSSHKey(ctx, fmt.Sprint(k.ID)); err != nil {
+		t.Fatal(err)
+	}
+
+	acct, err := f.cloud.Account(ctx)
+	if err != nil || acct.DropletLimit != 500 || acct.VolumeLimit != 100 {
+		t.Fatalf("account: %+v, %v", acct, err)
+	}
+	if _, err := f.cloud.CreateDroplets(ctx, spec, []string{"billed"}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(2 * time.Hour)
+	usd, err := f.cloud.MonthToDateUsage(ctx)
+	if err != nil || usd != 0.07 {
+		t.Fatalf("usage after 2 h of s-2vcpu-4gb = %v, %v; want 0.07", usd, err)
+	}
+}
