@@ -147,7 +147,7 @@ type FirewallRule struct {
 
 // SSHKey is an SSH public key on the account.
 type SSHKey struct {
-	ID                            int
+	ID                           int
 	Name, Fingerprint, PublicKey string
 }
 

@@ -44,6 +44,10 @@ func TokenFromEnv() (string, error) {
 	return "", errors.New("no DigitalOcean API token: set DIGITALOCEAN_ACCESS_TOKEN (create one under API in the control panel, or use the one `shoal emulate` prints)")
 }
 
+// APIURLFromEnv is $DIGITALOCEAN_API_URL: empty for DigitalOcean itself, or an
+// emulator's URL as `shoal emulate` prints it.
+func APIURLFromEnv() string { return strings.TrimSpace(os.Getenv("DIGITALOCEAN_API_URL")) }
+
 // DO is the Cloud on godo.
 type DO struct {
 	c     *godo.Client

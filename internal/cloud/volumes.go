@@ -66,7 +66,9 @@ func (d *DO) DeleteVolume(ctx context.Context, id string) error {
 
 func (d *DO) AttachVolume(ctx context.Context, volumeID string, dropletID int) (Action, error) {
 	return d.volumeAction(ctx, fmt.Sprintf("attach volume %s to droplet %d", volumeID, dropletID),
-		func() (*godo.Action, *godo.Response, error) { return d.c.StorageActions.Attach(ctx, volumeID, dropletID) })
+		func() (*godo.Action, *godo.Response, error) {
+			return d.c.StorageActions.Attach(ctx, volumeID, dropletID)
+		})
 }
 
 func (d *DO) DetachVolume(ctx context.Context, volumeID string, dropletID int) (Action, error) {
@@ -101,4 +103,3 @@ func (d *DO) volumeAction(ctx context.Context, what string, start func() (*godo.
 	}
 	return act, nil
 }
-
