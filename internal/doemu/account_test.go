@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,8 +80,13 @@ func TestDatabasesFromSeed(t *testing.T) {
 	if err != nil || len(pools) != 1 || pools[0].Connection.Port != 25061 || pools[0].Connection.Database != "web" {
 		t.Fatalf("pools = %+v, %v", pools, err)
 	}
-	if _, _, err := f.do.Databases.GetPool(f.ctx, db.ID, "missing"); err == nil {
-		t.Fatal("missing pool found")
+	if p, _, err := f.do.Databases.GetPool(f.ctx, db.ID, "web"); err != nil || p.Mode != "transaction" || p.Size != 10 {
+		t.Fatalf("pool web = %+v, %v", p, err)
+	}
+	_, _, err = f.do.Databases.GetPool(f.ctx, db.ID, "missing")
+	apiError(t, err, 404, "could not be found")
+	if ca, _, err := f.do.Databases.GetCA(f.ctx, db.ID); err != nil || !strings.Contains(string(ca.Certificate), "BEGIN CERTIFICATE") {
+		t.Fatalf("CA = %+v, %v", ca, err)
 	}
 	rules, _, err := f.do.Databases.GetFirewallRules(f.ctx, db.ID)
 	if err != nil || len(rules) != 1 || rules[0].Type != "tag" {

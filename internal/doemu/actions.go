@@ -90,7 +90,7 @@ func (s *Server) actionFromPath(w http.ResponseWriter, r *http.Request) *action 
 	id, err := strconv.Atoi(r.PathValue("action_id"))
 	a := s.actions[id]
 	if err != nil || a == nil {
-		notFound(w, r)
+		notFound(w)
 		return nil
 	}
 	return a

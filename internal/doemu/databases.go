@@ -171,7 +171,7 @@ func (s *Server) listDatabases(w http.ResponseWriter, r *http.Request) {
 func (s *Server) databaseFromPath(w http.ResponseWriter, r *http.Request) *database {
 	db := s.databases[r.PathValue("database_cluster_uuid")]
 	if db == nil {
-		notFound(w, r)
+		notFound(w)
 	}
 	return db
 }
@@ -217,7 +217,7 @@ func (s *Server) getPool(w http.ResponseWriter, r *http.Request) {
 	}
 	i := slices.IndexFunc(db.seed.Pools, func(p PoolSeed) bool { return p.Name == r.PathValue("pool_name") })
 	if i < 0 {
-		notFound(w, r)
+		notFound(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pool": db.pool(db.seed.Pools[i])})
@@ -242,7 +242,7 @@ func (s *Server) putFirewall(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, rule := range req.Rules {
 		if !slices.Contains(firewallTypes, rule.Type) || rule.Value == "" {
-			unprocessable(w, r, fmt.Sprintf("invalid rule: type must be one of %v and value must not be empty", firewallTypes))
+			unprocessable(w, fmt.Sprintf("invalid rule: type must be one of %v and value must not be empty", firewallTypes))
 			return
 		}
 	}

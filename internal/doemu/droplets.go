@@ -153,48 +153,48 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 	multi := len(names) > 0
 	switch {
 	case req.Name != "" && multi:
-		unprocessable(w, r, "You may specify either name or names, not both.")
+		unprocessable(w, "You may specify either name or names, not both.")
 		return
 	case !multi && req.Name == "":
-		unprocessable(w, r, "Name is required.")
+		unprocessable(w, "Name is required.")
 		return
 	case len(names) > 10:
-		unprocessable(w, r, "You may only create up to 10 Droplets at a time.")
+		unprocessable(w, "You may only create up to 10 Droplets at a time.")
 		return
 	case !multi:
 		names = []string{req.Name}
 	}
 	for _, n := range names {
 		if !hostnameRE.MatchString(n) {
-			unprocessable(w, r, fmt.Sprintf("Name %q is invalid: only valid hostname characters are allowed (a-z, A-Z, 0-9, . and -).", n))
+			unprocessable(w, fmt.Sprintf("Name %q is invalid: only valid hostname characters are allowed (a-z, A-Z, 0-9, . and -).", n))
 			return
 		}
 	}
 	reg, ok := regionBySlug(req.Region)
 	if !ok {
-		unprocessable(w, r, "You specified an invalid region for Droplet creation.")
+		unprocessable(w, "You specified an invalid region for Droplet creation.")
 		return
 	}
 	sz, ok := sizeBySlug(req.Size)
 	if !ok {
-		unprocessable(w, r, "You specified an invalid size for Droplet creation.")
+		unprocessable(w, "You specified an invalid size for Droplet creation.")
 		return
 	}
 	if len(req.UserData) > maxUserData {
-		unprocessable(w, r, "user_data must be 64 KiB or less.")
+		unprocessable(w, "user_data must be 64 KiB or less.")
 		return
 	}
 	if !validTags(req.Tags) {
-		unprocessable(w, r, "Tag names may contain letters, numbers, colons, dashes and underscores, up to 255 characters.")
+		unprocessable(w, "Tag names may contain letters, numbers, colons, dashes and underscores, up to 255 characters.")
 		return
 	}
 	if req.VPCUUID != "" && !uuidRE.MatchString(req.VPCUUID) {
-		unprocessable(w, r, "vpc_uuid is not a valid UUID.")
+		unprocessable(w, "vpc_uuid is not a valid UUID.")
 		return
 	}
 	imgRef, ok := scalarRef(req.Image)
 	if !ok {
-		unprocessable(w, r, "You specified an invalid image for Droplet creation.")
+		unprocessable(w, "You specified an invalid image for Droplet creation.")
 		return
 	}
 
@@ -202,7 +202,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	img, ok := s.findImage(imgRef)
 	if !ok || !slices.Contains(img.Regions, reg.Slug) {
-		unprocessable(w, r, "You specified an invalid image for Droplet creation.")
+		unprocessable(w, "You specified an invalid image for Droplet creation.")
 		return
 	}
 	var keyIDs []int
@@ -210,13 +210,13 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		ref, _ := scalarRef(raw)
 		k := s.findKey(ref)
 		if k == nil {
-			unprocessable(w, r, fmt.Sprintf("ssh_keys: no SSH key %s on this account.", raw))
+			unprocessable(w, fmt.Sprintf("ssh_keys: no SSH key %s on this account.", raw))
 			return
 		}
 		keyIDs = append(keyIDs, k.ID)
 	}
 	if len(s.droplets)+len(names) > s.opts.DropletLimit {
-		unprocessable(w, r, fmt.Sprintf("creating this/these droplet(s) will exceed your droplet limit of %d", s.opts.DropletLimit))
+		unprocessable(w, fmt.Sprintf("creating this/these droplet(s) will exceed your droplet limit of %d", s.opts.DropletLimit))
 		return
 	}
 
@@ -247,7 +247,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.chance(s.opts.Faults.LostCreateRate) {
 		s.stats.InjectedFaults++
-		writeError(w, r, http.StatusInternalServerError, "server_error", "Server was unable to give you a response.")
+		writeError(w, http.StatusInternalServerError, "server_error", "Server was unable to give you a response.")
 		return
 	}
 	if multi {
@@ -281,7 +281,7 @@ func (s *Server) listDroplets(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tag, name := q.Get("tag_name"), q.Get("name")
 	if tag != "" && name != "" {
-		unprocessable(w, r, "You may filter by tag_name or by name, not both.")
+		unprocessable(w, "You may filter by tag_name or by name, not both.")
 		return
 	}
 	s.mu.Lock()
@@ -310,7 +310,7 @@ func (s *Server) dropletFromPath(w http.ResponseWriter, r *http.Request) *drople
 	id, err := strconv.Atoi(r.PathValue("droplet_id"))
 	d := s.droplets[id]
 	if err != nil || d == nil {
-		notFound(w, r)
+		notFound(w)
 		return nil
 	}
 	return d
@@ -336,7 +336,7 @@ func (s *Server) deleteDroplet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteDropletsByTag(w http.ResponseWriter, r *http.Request) {
 	tag := r.URL.Query().Get("tag_name")
 	if tag == "" {
-		badRequest(w, r, "tag_name is required to delete Droplets by tag.")
+		badRequest(w, "tag_name is required to delete Droplets by tag.")
 		return
 	}
 	s.mu.Lock()
@@ -382,11 +382,11 @@ func (s *Server) postDropletAction(w http.ResponseWriter, r *http.Request) {
 	}
 	next, ok := dropletActionTypes[req.Type]
 	if !ok {
-		unprocessable(w, r, fmt.Sprintf("%q is not a supported Droplet action type.", req.Type))
+		unprocessable(w, fmt.Sprintf("%q is not a supported Droplet action type.", req.Type))
 		return
 	}
 	if d.pending != nil {
-		unprocessable(w, r, "Droplet already has a pending event.")
+		unprocessable(w, "Droplet already has a pending event.")
 		return
 	}
 	d.pending = s.startAction(d.id, "droplet", req.Type, d.region, s.opts.ActionDelay.sample(s.rng), func(a *action) {
@@ -421,7 +421,7 @@ func (s *Server) getDropletAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.resourceType != "droplet" || a.resourceID != d.id {
-		notFound(w, r)
+		notFound(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"action": a.json()})

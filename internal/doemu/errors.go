@@ -14,7 +14,7 @@ type apiError struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-func writeError(w http.ResponseWriter, _ *http.Request, status int, id, message string) {
+func writeError(w http.ResponseWriter, status int, id, message string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(apiError{ID: id, Message: message, RequestID: w.Header().Get("X-Request-Id")})
@@ -27,20 +27,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // Common errors, worded as DigitalOcean words them.
-func notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, http.StatusNotFound, "not_found", "The resource you requested could not be found.")
+func notFound(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "not_found", "The resource you requested could not be found.")
 }
 
-func badRequest(w http.ResponseWriter, r *http.Request, message string) {
-	writeError(w, r, http.StatusBadRequest, "bad_request", message)
+func badRequest(w http.ResponseWriter, message string) {
+	writeError(w, http.StatusBadRequest, "bad_request", message)
 }
 
-func unprocessable(w http.ResponseWriter, r *http.Request, message string) {
-	writeError(w, r, http.StatusUnprocessableEntity, "unprocessable_entity", message)
+func unprocessable(w http.ResponseWriter, message string) {
+	writeError(w, http.StatusUnprocessableEntity, "unprocessable_entity", message)
 }
 
-func conflict(w http.ResponseWriter, r *http.Request, message string) {
-	writeError(w, r, http.StatusConflict, "conflict", message)
+func conflict(w http.ResponseWriter, message string) {
+	writeError(w, http.StatusConflict, "conflict", message)
 }
 
 // decodeBody reads a JSON request body into v, answering 400 itself when the body
@@ -48,7 +48,7 @@ func conflict(w http.ResponseWriter, r *http.Request, message string) {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-		badRequest(w, r, "unable to parse request body: "+jsonProblem(err))
+		badRequest(w, "unable to parse request body: "+jsonProblem(err))
 		return false
 	}
 	return true

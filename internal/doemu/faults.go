@@ -56,9 +56,9 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
 	}
 	switch {
 	case unavailable:
-		writeError(w, r, http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable. Please try again later.")
+		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable. Please try again later.")
 	case fail:
-		writeError(w, r, http.StatusInternalServerError, "server_error", "Server was unable to give you a response.")
+		writeError(w, http.StatusInternalServerError, "server_error", "Server was unable to give you a response.")
 	}
 	return fail
 }

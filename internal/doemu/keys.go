@@ -51,19 +51,19 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.Name) == "" {
-		unprocessable(w, r, "Name is required.")
+		unprocessable(w, "Name is required.")
 		return
 	}
 	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
 	if err != nil {
-		unprocessable(w, r, "Key invalid, key should be of the form `type key [comment]`")
+		unprocessable(w, "Key invalid, key should be of the form `type key [comment]`")
 		return
 	}
 	fp := md5Fingerprint(pub)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.findKey(fp) != nil {
-		unprocessable(w, r, "SSH Key is already in use on your account")
+		unprocessable(w, "SSH Key is already in use on your account")
 		return
 	}
 	k := &sshKey{ID: s.newID(), Fingerprint: fp, PublicKey: strings.TrimSpace(req.PublicKey), Name: req.Name}
@@ -86,7 +86,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 func (s *Server) keyFromPath(w http.ResponseWriter, r *http.Request) *sshKey {
 	k := s.findKey(r.PathValue("ssh_key_identifier"))
 	if k == nil {
-		notFound(w, r)
+		notFound(w)
 	}
 	return k
 }

@@ -46,11 +46,11 @@ type page struct {
 // sends them, keeping the request's other query parameters.
 func paginate(w http.ResponseWriter, r *http.Request, total int) (page, bool) {
 	q := r.URL.Query()
-	num, ok := queryInt(w, r, q, "page", 1)
+	num, ok := queryInt(w, q, "page", 1)
 	if !ok {
 		return page{}, false
 	}
-	per, ok := queryInt(w, r, q, "per_page", defaultPerPage)
+	per, ok := queryInt(w, q, "per_page", defaultPerPage)
 	if !ok {
 		return page{}, false
 	}
@@ -85,14 +85,14 @@ func paginate(w http.ResponseWriter, r *http.Request, total int) (page, bool) {
 	return p, true
 }
 
-func queryInt(w http.ResponseWriter, r *http.Request, q url.Values, name string, def int) (int, bool) {
+func queryInt(w http.ResponseWriter, q url.Values, name string, def int) (int, bool) {
 	v := q.Get(name)
 	if v == "" {
 		return def, true
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		badRequest(w, r, name+" must be an integer")
+		badRequest(w, name+" must be an integer")
 		return 0, false
 	}
 	return n, true

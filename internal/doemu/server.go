@@ -190,11 +190,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	token, ok := bearerToken(r)
 	if !ok || !s.validToken(token) {
-		writeError(w, r, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
+		writeError(w, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
 		return
 	}
 	if !s.admit(w, token) {
-		writeError(w, r, http.StatusTooManyRequests, "too_many_requests", "API Rate limit exceeded.")
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", "API Rate limit exceeded.")
 		return
 	}
 	if s.injectFault(w, r) {
@@ -202,7 +202,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Unknown paths and methods get DigitalOcean's JSON 404, not the mux's text one.
 	if _, pattern := s.mux.Handler(r); pattern == "" {
-		writeError(w, r, http.StatusNotFound, "not_found", "The resource you were accessing could not be found.")
+		writeError(w, http.StatusNotFound, "not_found", "The resource you were accessing could not be found.")
 		return
 	}
 	s.mux.ServeHTTP(w, r) // (only ServeHTTP fills in the path values)

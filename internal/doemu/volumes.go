@@ -62,45 +62,45 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !volumeNameRE.MatchString(req.Name) {
-		unprocessable(w, r, "Volume name must begin with a letter and contain only lowercase letters, numbers and '-', up to 64 characters.")
+		unprocessable(w, "Volume name must begin with a letter and contain only lowercase letters, numbers and '-', up to 64 characters.")
 		return
 	}
 	if req.SizeGigabytes < 1 || req.SizeGigabytes > maxVolumeGiB {
-		unprocessable(w, r, fmt.Sprintf("size_gigabytes must be between 1 and %d.", maxVolumeGiB))
+		unprocessable(w, fmt.Sprintf("size_gigabytes must be between 1 and %d.", maxVolumeGiB))
 		return
 	}
 	reg, ok := regionBySlug(req.Region)
 	if !ok {
-		unprocessable(w, r, "You specified an invalid region for the volume.")
+		unprocessable(w, "You specified an invalid region for the volume.")
 		return
 	}
 	maxLabel := map[string]int{"": 0, "ext4": 16, "xfs": 12}
 	limit, ok := maxLabel[req.FilesystemType]
 	if !ok {
-		unprocessable(w, r, "filesystem_type must be ext4 or xfs.")
+		unprocessable(w, "filesystem_type must be ext4 or xfs.")
 		return
 	}
 	if len(req.FilesystemLabel) > limit {
-		unprocessable(w, r, fmt.Sprintf("filesystem_label may be at most %d characters for %s (and needs a filesystem_type).", limit, req.FilesystemType))
+		unprocessable(w, fmt.Sprintf("filesystem_label may be at most %d characters for %s (and needs a filesystem_type).", limit, req.FilesystemType))
 		return
 	}
 	if !validTags(req.Tags) {
-		unprocessable(w, r, "Tag names may contain letters, numbers, colons, dashes and underscores, up to 255 characters.")
+		unprocessable(w, "Tag names may contain letters, numbers, colons, dashes and underscores, up to 255 characters.")
 		return
 	}
 	if req.SnapshotID != "" {
-		unprocessable(w, r, "Creating volumes from snapshots is not supported by this emulator.")
+		unprocessable(w, "Creating volumes from snapshots is not supported by this emulator.")
 		return
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.volumeByName(req.Name, reg.Slug) != nil {
-		conflict(w, r, "already exists")
+		conflict(w, "already exists")
 		return
 	}
 	if len(s.volumes) >= s.opts.VolumeLimit {
-		unprocessable(w, r, fmt.Sprintf("creating this volume will exceed your volume limit of %d", s.opts.VolumeLimit))
+		unprocessable(w, fmt.Sprintf("creating this volume will exceed your volume limit of %d", s.opts.VolumeLimit))
 		return
 	}
 	v := &volume{id: s.newUUID(), name: req.Name, description: req.Description, sizeGiB: req.SizeGigabytes,
@@ -140,7 +140,7 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) volumeFromPath(w http.ResponseWriter, r *http.Request) *volume {
 	v := s.volumes[r.PathValue("volume_id")]
 	if v == nil {
-		notFound(w, r)
+		notFound(w)
 	}
 	return v
 }
@@ -164,14 +164,14 @@ func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteVolumeByName(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("name") == "" || q.Get("region") == "" {
-		badRequest(w, r, "name and region are required to delete a volume by name.")
+		badRequest(w, "name and region are required to delete a volume by name.")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.volumeByName(q.Get("name"), q.Get("region"))
 	if v == nil {
-		notFound(w, r)
+		notFound(w)
 		return
 	}
 	s.removeVolume(w, r, v)
@@ -180,7 +180,7 @@ func (s *Server) deleteVolumeByName(w http.ResponseWriter, r *http.Request) {
 // removeVolume deletes a volume unless it is attached. Call with s.mu held.
 func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request, v *volume) {
 	if len(v.dropletIDs) > 0 || v.pending != nil {
-		conflict(w, r, "attached volume can not be deleted")
+		conflict(w, "attached volume can not be deleted")
 		return
 	}
 	delete(s.volumes, v.id)
@@ -217,14 +217,14 @@ func (s *Server) postVolumeActionByName(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	if req.VolumeName == "" || req.Region == "" {
-		unprocessable(w, r, "volume_name and region are required to act on a volume by name.")
+		unprocessable(w, "volume_name and region are required to act on a volume by name.")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.volumeByName(req.VolumeName, req.Region)
 	if v == nil {
-		notFound(w, r)
+		notFound(w)
 		return
 	}
 	s.volumeAction(w, r, v, req)
@@ -233,7 +233,7 @@ func (s *Server) postVolumeActionByName(w http.ResponseWriter, r *http.Request) 
 // volumeAction validates and starts attach, detach or resize. Call with s.mu held.
 func (s *Server) volumeAction(w http.ResponseWriter, r *http.Request, v *volume, req volumeActionRequest) {
 	if req.Region != "" && req.Region != v.region.Slug {
-		unprocessable(w, r, "The volume is not in region "+req.Region+".")
+		unprocessable(w, "The volume is not in region "+req.Region+".")
 		return
 	}
 	delay := s.opts.ActionDelay.sample(s.rng)
@@ -243,30 +243,30 @@ func (s *Server) volumeAction(w http.ResponseWriter, r *http.Request, v *volume,
 		d := s.droplets[req.DropletID]
 		if d == nil {
 			if req.DropletID == 0 {
-				unprocessable(w, r, "droplet_id is required.")
+				unprocessable(w, "droplet_id is required.")
 			} else {
-				notFound(w, r)
+				notFound(w)
 			}
 			return
 		}
 		if req.Type == "attach" {
 			switch {
 			case d.region.Slug != v.region.Slug:
-				unprocessable(w, r, "Droplet and volume must be in the same region.")
+				unprocessable(w, "Droplet and volume must be in the same region.")
 				return
 			case len(v.dropletIDs) > 0:
-				unprocessable(w, r, "This volume is already attached to a Droplet.")
+				unprocessable(w, "This volume is already attached to a Droplet.")
 				return
 			case len(d.volumeIDs) >= maxVolumesPerDroplet:
-				unprocessable(w, r, fmt.Sprintf("A Droplet can have at most %d volumes attached.", maxVolumesPerDroplet))
+				unprocessable(w, fmt.Sprintf("A Droplet can have at most %d volumes attached.", maxVolumesPerDroplet))
 				return
 			}
 		} else if !slices.Contains(v.dropletIDs, d.id) {
-			unprocessable(w, r, "Attachment not found")
+			unprocessable(w, "Attachment not found")
 			return
 		}
 		if d.pending != nil || v.pending != nil {
-			unprocessable(w, r, "Droplet already has a pending event.")
+			unprocessable(w, "Droplet already has a pending event.")
 			return
 		}
 		attach := req.Type == "attach"
@@ -290,13 +290,13 @@ func (s *Server) volumeAction(w http.ResponseWriter, r *http.Request, v *volume,
 	case "resize":
 		switch {
 		case req.SizeGigabytes <= v.sizeGiB:
-			unprocessable(w, r, "A volume can only be resized to a larger size.")
+			unprocessable(w, "A volume can only be resized to a larger size.")
 			return
 		case req.SizeGigabytes > maxVolumeGiB:
-			unprocessable(w, r, fmt.Sprintf("size_gigabytes must be at most %d.", maxVolumeGiB))
+			unprocessable(w, fmt.Sprintf("size_gigabytes must be at most %d.", maxVolumeGiB))
 			return
 		case v.pending != nil:
-			unprocessable(w, r, "Volume already has a pending event.")
+			unprocessable(w, "Volume already has a pending event.")
 			return
 		}
 		newSize := req.SizeGigabytes
@@ -307,7 +307,7 @@ func (s *Server) volumeAction(w http.ResponseWriter, r *http.Request, v *volume,
 			}
 		})
 	default:
-		unprocessable(w, r, fmt.Sprintf("%q is not a volume action type: use attach, detach or resize.", req.Type))
+		unprocessable(w, fmt.Sprintf("%q is not a volume action type: use attach, detach or resize.", req.Type))
 		return
 	}
 	a.volumeID = v.id
@@ -339,7 +339,7 @@ func (s *Server) getVolumeAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.volumeID != v.id {
-		notFound(w, r)
+		notFound(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"action": a.json()})
