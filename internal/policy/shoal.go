@@ -135,38 +135,37 @@ func assignPending(pools []Pool) map[int64]int {
 	if len(pools) < 2 {
 		return nil
 	}
-	var owner map[int64]int
-	seen := make(map[int64]int)
+	total := 0
+	for i := range pools {
+		total += len(pools[i].Pending)
+	}
+	owner := make(map[int64]int, total)
+	dup := false
 	for i := range pools {
 		for _, j := range pools[i].Pending {
-			first, dup := seen[j.ID]
-			if !dup {
-				seen[j.ID] = i
+			cur, seen := owner[j.ID]
+			if !seen {
+				owner[j.ID] = i
 				continue
 			}
-			if owner == nil {
-				owner = make(map[int64]int)
-			}
-			cur, ok := owner[j.ID]
-			if !ok {
-				cur = first
-			}
+			dup = true
 			if len(pools[i].Settings.Tags) < len(pools[cur].Settings.Tags) {
-				cur = i
+				owner[j.ID] = i
 			}
-			owner[j.ID] = cur
 		}
+	}
+	if !dup {
+		return nil
 	}
 	return owner
 }
 
 func ownedJobs(jobs []Job, owner map[int64]int, pool int) []Job {
-	var out []Job
+	out := make([]Job, 0, len(jobs))
 	for _, j := range jobs {
-		if o, dup := owner[j.ID]; dup && o != pool {
-			continue
+		if owner[j.ID] == pool {
+			out = append(out, j)
 		}
-		out = append(out, j)
 	}
 	return out
 }
