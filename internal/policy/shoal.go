@@ -1,0 +1,398 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/shoalci/shoal/internal/config"
+)
+
+// shoal's own policy.
+//
+// Scale-out is driven by the queue: every pending job needs a slot, and slots
+// already booting count, so a 30-job burst asks for all its Droplets at once
+// and a reconcile a few seconds later asks for none again. On top of that it
+// keeps a few warm slots: the jobs expected to arrive while a new Droplet
+// boots, from an exponentially decayed arrival rate and a learned time-of-day
+// profile (both kept in State). Scale-in releases idle capacity as the billing
+// model makes it worthwhile: per-second, once a Droplet has been idle about as
+// long as a boot costs (the ski-rental rule: waiting longer than the cost of
+// rebuying is never better than 2× optimal); hourly, only in the last minutes
+// of an hour already paid for. It drains the least loaded Droplets first so
+// that whole Droplets free up, and it reaches zero for any capacity_per_instance.
+
+const (
+	profileBuckets = 24 * 60 // one per minute of the day, UTC
+	defaultBoot    = 90 * time.Second
+)
+
+var shoalEntry = Entry{
+	Name: "shoal",
+	Doc:  "queue-driven: slots for every pending job, warm slots from the arrival rate and time of day, billing-aware release",
+	Params: append([]ParamDoc{
+		{"warm", "factor on the expected arrivals during one boot kept as warm slots (0: none)", 0},
+		{"rate_window", "seconds: time constant of the arrival-rate average", 1},
+		{"profile_weight", "weight of the latest day in the time-of-day profile (0: no profile)", 0},
+		{"linger", "per-second billing: seconds an idle Droplet stays (0: the observed boot time)", 0},
+		{"hour_margin", "hourly billing: release an idle Droplet this many seconds before its paid hour ends", 1},
+	}, settingParams...),
+	Grid: func() []Params {
+		return grid([]string{"warm"}, [][]float64{{0, 0.5, 1}})
+	},
+	new: func(p Params) Policy { return &Shoal{params: p} },
+}
+
+// Shoal is shoal's own policy.
+type Shoal struct {
+	params Params
+}
+
+var _ Policy = (*Shoal)(nil)
+
+// NewShoal returns shoal's policy with its default parameters.
+func NewShoal() *Shoal { return &Shoal{params: Params{}} }
+
+func (p *Shoal) Name() string   { return "shoal" }
+func (p *Shoal) Params() Params { return p.params }
+
+// Acceptance: shoal's runners take a job only when a slot is free (runner
+// concurrency = capacity_per_instance on each Droplet); capacity is created
+// ahead of jobs, not inside them.
+func (p *Shoal) Acceptance(s config.Settings) Acceptance {
+	s = p.params.overrideSettings(s)
+	return Acceptance{Mode: AcceptOnFreeSlot, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance}
+}
+
+// shoalPool is what shoal remembers about one pool.
+type shoalPool struct {
+	at        time.Time // when the state was last updated
+	watermark time.Time // latest QueuedAt counted as an arrival
+	rate      float64   // arrivals per second, exponentially decayed
+	boot      time.Duration
+	// profile[m] is the expected arrivals in minute m of the day (UTC), a
+	// day-to-day exponential average of counts[m]; folded marks the minute up
+	// to which counts have been folded into profile.
+	profile [profileBuckets]float64
+	counts  [profileBuckets]float64
+	folded  time.Time
+}
+
+// ShoalPoolState is a read-only view of what shoal has learned about a pool.
+type ShoalPoolState struct {
+	// ArrivalsPerMinute is the decayed arrival rate.
+	ArrivalsPerMinute float64
+	// Boot is the observed boot time (create to runner ready).
+	Boot time.Duration
+	// ProfileAt returns the learned expected arrivals in the minute of day of t.
+	ProfileAt func(t time.Time) float64
+}
+
+// ShoalPool returns what shoal's policy has learned about pool, if anything.
+func (s State) ShoalPool(pool string) (ShoalPoolState, bool) {
+	sp, ok := s.shoal[pool]
+	if !ok {
+		return ShoalPoolState{}, false
+	}
+	cp := *sp
+	return ShoalPoolState{ArrivalsPerMinute: cp.rate * 60, Boot: cp.boot,
+		ProfileAt: func(t time.Time) float64 { return cp.profile[minuteOfDay(t)] }}, true
+}
+
+func minuteOfDay(t time.Time) int {
+	t = t.UTC()
+	return t.Hour()*60 + t.Minute()
+}
+
+// Decide implements Policy.
+func (p *Shoal) Decide(s Snapshot, prev State) ([]Decision, State) {
+	next := State{shoal: make(map[string]*shoalPool, len(s.Pools))}
+	owner := assignPending(s.Pools)
+	var out []Decision
+	for i := range s.Pools {
+		pool := &s.Pools[i]
+		name := pool.Settings.Pool
+		st := &shoalPool{}
+		if old, ok := prev.shoal[name]; ok {
+			*st = *old // copy: the caller's State stays untouched
+		}
+		next.shoal[name] = st
+		pending := pool.Pending
+		if owner != nil {
+			pending = ownedJobs(pending, owner, i)
+		}
+		out = p.decidePool(s.Now, s.Billing, pool, pending, st, out)
+	}
+	return out, next
+}
+
+// assignPending decides, for jobs listed in several pools, which pool counts
+// them: the one with the fewest tags (the most specific runner), then the
+// first listed. It returns nil when no job is listed twice.
+func assignPending(pools []Pool) map[int64]int {
+	if len(pools) < 2 {
+		return nil
+	}
+	total := 0
+	for i := range pools {
+		total += len(pools[i].Pending)
+	}
+	owner := make(map[int64]int, total)
+	dup := false
+	for i := range pools {
+		for _, j := range pools[i].Pending {
+			cur, seen := owner[j.ID]
+			if !seen {
+				owner[j.ID] = i
+				continue
+			}
+			dup = true
+			if len(pools[i].Settings.Tags) < len(pools[cur].Settings.Tags) {
+				owner[j.ID] = i
+			}
+		}
+	}
+	if !dup {
+		return nil
+	}
+	return owner
+}
+
+func ownedJobs(jobs []Job, owner map[int64]int, pool int) []Job {
+	out := make([]Job, 0, len(jobs))
+	for _, j := range jobs {
+		if owner[j.ID] == pool {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Pool, pending []Job, st *shoalPool, out []Decision) []Decision {
+	set := p.params.overrideSettings(pool.Settings)
+	name := set.Pool
+	slots := set.CapacityPerInstance
+	f := summarise(pool.Droplets, slots)
+
+	p.learn(now, pool.Droplets, pending, st)
+	warm, warmWhy := p.warmSlots(now, st)
+
+	// Spare slots: the warm ones, and at least what the pool's idle_count and
+	// scale_factor ask for (the user's floor, as in taskscaler).
+	spare := max(warm, set.IdleCount, scaleFactorSlots(set, f.running))
+	waiting := len(pool.Waiting)
+	want := len(pending) + waiting + spare
+	have := f.free + f.booting*slots
+
+	out = deleteDrained(name, pool.Droplets, out)
+
+	// Scale out.
+	if want > have || f.live() < set.MinInstances {
+		n := ceilDiv(want-have, slots)
+		why := fmt.Sprintf("%d pending + %d spare slots (%s) > %d free and %d booting slots at %d per Droplet",
+			len(pending)+waiting, spare, warmWhy, f.free, f.booting*slots, slots)
+		if need := set.MinInstances - f.live(); need > n {
+			n = need
+			why = fmt.Sprintf("min_instances is %d and %d are ready or booting", set.MinInstances, f.live())
+		}
+		if room := set.MaxInstances - f.total; n > room {
+			why += fmt.Sprintf("; capped by max_instances %d (%d exist)", set.MaxInstances, f.total)
+			n = room
+		}
+		if n > 0 {
+			out = append(out, Decision{Kind: Create, Pool: name, Count: n, Reason: why})
+		}
+		return out
+	}
+
+	// Scale in: surplus free slots beyond what pending jobs and spare need.
+	surplus := have - want
+	if surplus <= 0 {
+		return out
+	}
+	linger := p.params.durOr("linger", 0)
+	if linger == 0 {
+		linger = st.boot
+	}
+	if set.IdleTime > 0 && set.IdleTime < linger {
+		linger = set.IdleTime
+	}
+	margin := p.params.durOr("hour_margin", 2*time.Minute)
+
+	type cand struct {
+		d    *Droplet
+		free int
+		key  time.Time // per-second: idle since; hourly: paid until
+	}
+	var cands []cand
+	for i := range pool.Droplets {
+		d := &pool.Droplets[i]
+		if d.State != Ready {
+			continue
+		}
+		c := cand{d: d, free: max(slots-d.RunningJobs, 0)}
+		if billing == config.BillingHourly {
+			c.key = billing.PaidUntil(d.CreatedAt, now)
+		} else {
+			c.key = d.idleSince()
+		}
+		cands = append(cands, c)
+	}
+	// Least loaded first, so whole Droplets free up; among equals, the one
+	// idle longest (per-second) or whose paid hour ends first (hourly).
+	slices.SortFunc(cands, func(a, b cand) int {
+		return cmp.Or(cmp.Compare(a.d.RunningJobs, b.d.RunningJobs), a.key.Compare(b.key), cmp.Compare(a.d.ID, b.d.ID))
+	})
+	keep := f.live()
+	for _, c := range cands {
+		if c.free == 0 || c.free > surplus || keep <= set.MinInstances {
+			continue
+		}
+		d := c.d
+		if d.RunningJobs > 0 {
+			// Draining a busy Droplet frees it as soon as its jobs end. Worth it
+			// only when nothing waits (its free slots would take the next job)
+			// and only per-second: an hourly Droplet is paid to the hour anyway.
+			// And only once a slot on it has stayed free for linger since its
+			// last job ended, so a short lull does not drain the fleet.
+			if billing == config.BillingHourly || len(pending)+waiting > 0 || now.Sub(d.idleSince()) < linger {
+				continue
+			}
+			out = append(out, Decision{Kind: Drain, Pool: name, DropletID: d.ID,
+				Reason: fmt.Sprintf("%d surplus slots; least loaded (%d of %d slots busy), draining frees a whole Droplet", surplus, d.RunningJobs, slots)})
+		} else {
+			var why string
+			switch billing {
+			case config.BillingHourly:
+				left := c.key.Sub(now)
+				if left > margin {
+					continue // already paid: keep it until just before the hour ends
+				}
+				why = fmt.Sprintf("idle, %d surplus slots, and its paid hour ends in %s", surplus, secs(left))
+			default:
+				idle := now.Sub(d.idleSince())
+				if idle < linger {
+					continue
+				}
+				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
+					continue // inside the 60 s minimum: deleting saves nothing yet
+				}
+				why = fmt.Sprintf("idle %s ≥ %s (about one boot), %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
+			}
+			out = append(out, release(name, d, why))
+		}
+		surplus -= c.free
+		keep--
+	}
+	return out
+}
+
+// learn updates the pool's arrival rate, time-of-day profile and boot time.
+func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool) {
+	tau := p.params.durOr("rate_window", 10*time.Minute).Seconds()
+	alpha := p.params.floatOr("profile_weight", 0.3)
+
+	// Boot time from the snapshot: mean create→ready of the ready Droplets.
+	var sum time.Duration
+	n := 0
+	for i := range ds {
+		if !ds[i].ReadyAt.IsZero() {
+			sum += ds[i].ReadyAt.Sub(ds[i].CreatedAt)
+			n++
+		}
+	}
+	switch {
+	case n > 0:
+		st.boot = sum / time.Duration(n)
+	case st.boot == 0:
+		st.boot = defaultBoot
+	}
+
+	minute := now.Truncate(time.Minute)
+	if st.folded.IsZero() {
+		st.folded = minute
+	}
+	// Fold finished minutes into the profile, a day-to-day average per minute.
+	for steps := 0; st.folded.Before(minute) && steps < profileBuckets; steps++ {
+		b := minuteOfDay(st.folded)
+		st.profile[b] = (1-alpha)*st.profile[b] + alpha*st.counts[b]
+		st.counts[b] = 0
+		st.folded = st.folded.Add(time.Minute)
+	}
+	st.folded = minute
+
+	// New arrivals: pending jobs queued after the last one counted. (A job
+	// that arrives and starts between two looks is not seen; the reconciler
+	// looks at every Job Hook, so few are missed.)
+	if !st.at.IsZero() {
+		dt := now.Sub(st.at).Seconds()
+		if dt > 0 {
+			st.rate *= math.Exp(-dt / tau)
+		}
+	}
+	st.at = now
+	arrived := 0
+	wm := st.watermark
+	for _, j := range pending {
+		if j.QueuedAt.After(st.watermark) {
+			arrived++
+			b := minuteOfDay(j.QueuedAt)
+			if j.QueuedAt.Before(minute) {
+				b = minuteOfDay(now) // its own minute is already folded
+			}
+			st.counts[b]++
+			if j.QueuedAt.After(wm) {
+				wm = j.QueuedAt
+			}
+		}
+	}
+	st.watermark = wm
+	st.rate += float64(arrived) / tau
+}
+
+// warmSlots is how many slots to keep warm: the jobs expected to arrive in the
+// next boot time plus a minute (a Droplet created now is ready only then),
+// from the larger of the recent rate and the time-of-day profile.
+func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
+	factor := p.params.floatOr("warm", 0.5)
+	horizon := st.boot + time.Minute
+	fromRate := st.rate * horizon.Seconds()
+	fromProfile := 0.0
+	if p.params.floatOr("profile_weight", 0.3) > 0 {
+		// Sum the profile over [now, now+horizon), pro rata for partial minutes.
+		t := now
+		end := now.Add(horizon)
+		for t.Before(end) {
+			next := t.Truncate(time.Minute).Add(time.Minute)
+			if next.After(end) {
+				next = end
+			}
+			fromProfile += st.profile[minuteOfDay(t)] * next.Sub(t).Minutes()
+			t = next
+		}
+	}
+	expected := max(fromRate, fromProfile)
+	// Round, not ceil: a trickle of 0.3 expected jobs keeps nothing warm, so
+	// the pool reaches zero.
+	warm := int(math.Round(factor * expected))
+	src := "recent rate"
+	if fromProfile > fromRate {
+		src = "time of day"
+	}
+	return warm, fmt.Sprintf("%d warm: %.1f jobs expected in the next %s from the %s", warm, expected, secs(horizon), src)
+}
+
+// scaleFactorSlots is taskscaler's scale_factor rule: spare slots as a factor
+// of the slots in use, capped by scale_factor_limit when that is set.
+func scaleFactorSlots(s config.Settings, inUse int) int {
+	if s.ScaleFactor <= 0 {
+		return 0
+	}
+	n := int(math.Ceil(s.ScaleFactor * float64(inUse)))
+	if s.ScaleFactorLimit > 0 && n > s.ScaleFactorLimit {
+		n = s.ScaleFactorLimit
+	}
+	return n
+}

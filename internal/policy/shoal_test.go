@@ -1,0 +1,244 @@
+package policy_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/policy"
+)
+
+// noWarm isolates the queue-driven part of shoal's policy.
+var noWarm = policy.Params{"warm": 0}
+
+func TestShoalDecide(t *testing.T) {
+	cap4 := func(s *config.Settings) { s.CapacityPerInstance = 4 }
+	hourlyIdle := func(id int, age, idle time.Duration) policy.Droplet {
+		created := t0.Add(-age)
+		return policy.Droplet{ID: id, State: policy.Ready, CreatedAt: created, ReadyAt: created.Add(90 * time.Second),
+			LastJobFinishedAt: t0.Add(-idle), JobsDone: 1}
+	}
+	runCases(t, []decideCase{
+		{name: "scale from zero, one job", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Pending: jobs(1, t0)}, want: "create docker 1", reason: "1 pending"},
+		{name: "scale from zero, capacity 4", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(cap4), Pending: jobs(5, t0)}, want: "create docker 2"},
+		{name: "30-job burst asks for all at once", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Pending: jobs(30, t0)}, want: "create docker 30"},
+		{name: "booting slots count: no second ask", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Pending: jobs(30, t0), Droplets: func() []policy.Droplet {
+				var ds []policy.Droplet
+				for i := range 30 {
+					ds = append(ds, booting(i+1))
+				}
+				return ds
+			}()}, want: ""},
+		{name: "burst capped by max_instances", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.MaxInstances = 10 }), Pending: jobs(30, t0),
+				Droplets: []policy.Droplet{busyDroplet(1, 1)}},
+			want: "create docker 9", reason: "capped by max_instances 10 (1 exist)"},
+		{name: "min_instances from zero", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.MinInstances = 2 })}, want: "create docker 2", reason: "min_instances is 2"},
+		{name: "min_instances kept when idle", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.MinInstances = 2 }),
+				Droplets: []policy.Droplet{idleDroplet(1, time.Hour), idleDroplet(2, time.Hour), idleDroplet(3, time.Hour)}},
+			want: "drain 1"},
+		{name: "idle_count is a floor on spare slots", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.IdleCount = 3; s.CapacityPerInstance = 2 })},
+			want: "create docker 2"},
+		{name: "scale to zero with capacity 4", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, time.Hour), idleDroplet(2, time.Hour)}},
+			want: "drain 1, drain 2", reason: "idle 1h0m0s"},
+		{name: "drained droplets are deleted once their jobs end", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{
+				{ID: 1, State: policy.Draining, RunningJobs: 0, JobsDone: 4},
+				{ID: 2, State: policy.Draining, RunningJobs: 1, JobsDone: 4}}},
+			want: "delete 1", reason: "drained"},
+		{name: "idle droplet that never took a job is deleted at once", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{func() policy.Droplet {
+				d := idleDroplet(1, time.Hour)
+				d.JobsDone, d.LastJobFinishedAt = 0, time.Time{}
+				return d
+			}()}},
+			want: "delete 1", reason: "never took a job"},
+		{name: "drain the least loaded so a whole droplet frees up", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4; s.IdleCount = 3 }),
+				Droplets: []policy.Droplet{busyDroplet(1, 3), busyDroplet(2, 1), busyDroplet(3, 2)}},
+			want: "drain 2", reason: "least loaded (1 of 4 slots busy)"},
+		{name: "no busy drain while jobs are pending", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(cap4), Pending: jobs(1, t0),
+				Droplets: []policy.Droplet{busyDroplet(1, 1), busyDroplet(2, 1)}},
+			want: ""},
+		{name: "per-second: idle shorter than a boot is kept", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30 * time.Second)}}, want: ""},
+		{name: "per-second: idle longer than a boot is released", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 100 * time.Second)}},
+			want: "drain 1", reason: "billed per second"},
+		{name: "per-second: idle_time shorter than a boot wins", policy: "shoal", params: noWarm,
+			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.IdleTime = 20 * time.Second }),
+				Droplets: []policy.Droplet{idleDroplet(1, 30 * time.Second)}}, want: "drain 1"},
+		{name: "per-second: inside the 60 s minimum nothing is saved", policy: "shoal", params: policy.Params{"warm": 0, "linger": 1},
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{{ID: 1, State: policy.Ready,
+				CreatedAt: t0.Add(-40 * time.Second), ReadyAt: t0.Add(-30 * time.Second)}}}, want: ""},
+		{name: "hourly: idle but paid for 40 more minutes: kept", policy: "shoal", params: noWarm, billing: config.BillingHourly,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{hourlyIdle(1, 20*time.Minute, 15*time.Minute)}}, want: ""},
+		{name: "hourly: released just before the paid hour ends", policy: "shoal", params: noWarm, billing: config.BillingHourly,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{hourlyIdle(1, 59*time.Minute, 15*time.Minute)}},
+			want: "drain 1", reason: "paid hour ends in 1m0s"},
+		{name: "hourly: second hour counts too", policy: "shoal", params: noWarm, billing: config.BillingHourly,
+			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{
+				hourlyIdle(1, 90*time.Minute, 15*time.Minute), hourlyIdle(2, 119*time.Minute, 15*time.Minute)}},
+			want: "drain 2"},
+		{name: "hourly: busy droplets are not drained", policy: "shoal", params: noWarm, billing: config.BillingHourly,
+			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{busyDroplet(1, 1)}}, want: ""},
+	})
+}
+
+func TestShoalPeriodOverride(t *testing.T) {
+	cfg, err := config.Parse("p.toml", []byte(`
+[[pool]]
+name = "docker"
+tags = ["docker"]
+capacity_per_instance = 2
+  [[pool.policy]]
+  periods = ["* 8-17 * * mon-fri"]
+  idle_count = 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := mustPolicy(t, "shoal", noWarm)
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{t0, "create docker 2"},                  // Monday 10:00: 3 spare slots
+		{t0.Add(10 * time.Hour), ""},             // Monday 20:00
+		{t0.Add(5*24*time.Hour + time.Hour), ""}, // Saturday 11:00
+	} {
+		s := policy.Snapshot{Now: tc.at, Billing: config.BillingPerSecond,
+			Pools: []policy.Pool{{Settings: cfg.Pools[0].Effective(tc.at)}}}
+		ds, _ := pol.Decide(s, policy.State{})
+		if got := summary(ds); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.at, got, tc.want)
+		}
+	}
+}
+
+func TestShoalWarmFromArrivalRate(t *testing.T) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	// 20 jobs arrive: 20/600 s⁻¹ decayed rate, 5 expected in the next boot
+	// plus a minute (150 s), half of that kept warm: round(2.5) = 3.
+	ds, st := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: set, Pending: jobs(20, t0.Add(-time.Second))}), policy.State{})
+	if got := summary(ds); got != "create docker 23" {
+		t.Fatalf("burst: %q, want create docker 23\n%v", got, ds)
+	}
+	if !strings.Contains(ds[0].Reason, "3 warm") || !strings.Contains(ds[0].Reason, "recent rate") {
+		t.Errorf("reason should explain the warm slots: %s", ds[0].Reason)
+	}
+	ps, ok := st.ShoalPool("docker")
+	if !ok || math.Abs(ps.ArrivalsPerMinute-2) > 1e-9 || ps.Boot != 90*time.Second {
+		t.Errorf("learned %+v, want 2 arrivals/min and a 90 s boot", ps)
+	}
+
+	// A minute later all 20 run and 3 ready Droplets idle: warm slots stay.
+	later := t0.Add(time.Minute)
+	var ds2 []policy.Droplet
+	for i := range 23 {
+		d := policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: t0, ReadyAt: t0.Add(50 * time.Second)}
+		if i < 20 {
+			d.RunningJobs = 1
+		}
+		ds2 = append(ds2, d)
+	}
+	got, st2 := pol.Decide(policy.Snapshot{Now: later, Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set, Droplets: ds2}}}, st)
+	if s := summary(got); s != "" {
+		t.Errorf("a minute later: %q, want nothing (warm slots kept)", s)
+	}
+	// Two quiet hours later the rate has decayed: the idle ones go.
+	quiet := later.Add(2 * time.Hour)
+	for i := range ds2 {
+		ds2[i].RunningJobs = 0
+		ds2[i].JobsDone = 1
+		ds2[i].LastJobFinishedAt = later.Add(10 * time.Minute)
+	}
+	got, _ = pol.Decide(policy.Snapshot{Now: quiet, Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set, Droplets: ds2}}}, st2)
+	if n := strings.Count(summary(got), "drain"); n != 23 {
+		t.Errorf("after two quiet hours: %q, want all 23 drained", summary(got))
+	}
+}
+
+func TestShoalLearnsTimeOfDay(t *testing.T) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	set.MaxInstances = 300
+	day1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	// Day 1: a nightly pipeline of 200 jobs at 02:00.
+	_, st := pol.Decide(policy.Snapshot{Now: day1.Add(5 * time.Second), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set, Pending: jobs(200, day1)}}}, policy.State{})
+	_, st = pol.Decide(policy.Snapshot{Now: day1.Add(10 * time.Minute), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set}}}, st)
+	// Day 2, 01:58: nothing pending, no Droplets, the recent rate long gone;
+	// the profile expects 0.3×200 = 60 jobs at 02:00, half of the minute is
+	// within the next 2m30s: 30 expected, half kept warm.
+	ds, _ := pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 2*time.Minute), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set}}}, st)
+	if got := summary(ds); got != "create docker 15" {
+		t.Fatalf("day 2 before 02:00: %q, want create docker 15\n%v", got, ds)
+	}
+	if !strings.Contains(ds[0].Reason, "time of day") {
+		t.Errorf("reason should credit the time of day: %s", ds[0].Reason)
+	}
+	// At 12:00 on day 2 the profile expects nothing.
+	ds, _ = pol.Decide(policy.Snapshot{Now: day1.Add(34 * time.Hour), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set}}}, st)
+	if got := summary(ds); got != "" {
+		t.Errorf("day 2 noon: %q, want nothing", got)
+	}
+}
+
+func TestShoalCountsSharedJobsOnce(t *testing.T) {
+	docker := settings(nil)
+	large := settings(func(s *config.Settings) { s.Pool = "large"; s.Tags = []string{"docker", "large"} })
+	shared := policy.Job{ID: 1, Tags: []string{"docker"}, QueuedAt: t0}
+	big := policy.Job{ID: 2, Tags: []string{"docker", "large"}, QueuedAt: t0}
+	if !policy.Covers(large.Tags, shared.Tags) || policy.Covers(docker.Tags, big.Tags) {
+		t.Fatal("Covers")
+	}
+	s := snap(config.BillingPerSecond,
+		policy.Pool{Settings: large, Pending: []policy.Job{shared, big}},
+		policy.Pool{Settings: docker, Pending: []policy.Job{shared}})
+	ds, _ := mustPolicy(t, "shoal", noWarm).Decide(s, policy.State{})
+	if got := summary(ds); got != "create large 1, create docker 1" {
+		t.Errorf("%q: the docker job belongs to the docker pool only", got)
+	}
+}
+
+func TestShoalDecideIsPure(t *testing.T) {
+	pol := policy.NewShoal()
+	s := snap(config.BillingPerSecond, policy.Pool{Settings: settings(nil), Pending: jobs(7, t0)})
+	_, st := pol.Decide(s, policy.State{})
+	before, _ := st.ShoalPool("docker")
+	later := s
+	later.Now = t0.Add(30 * time.Second)
+	later.Pools = []policy.Pool{{Settings: settings(nil), Pending: jobs(12, t0.Add(20*time.Second))}}
+	a, sa := pol.Decide(later, st)
+	b, sb := pol.Decide(later, st)
+	if summary(a) != summary(b) || a[0].Reason != b[0].Reason {
+		t.Errorf("same input, different output: %v / %v", a, b)
+	}
+	after, _ := st.ShoalPool("docker")
+	if before.ArrivalsPerMinute != after.ArrivalsPerMinute {
+		t.Errorf("Decide changed the state it was given: %v → %v", before.ArrivalsPerMinute, after.ArrivalsPerMinute)
+	}
+	x, _ := sa.ShoalPool("docker")
+	y, _ := sb.ShoalPool("docker")
+	if x.ArrivalsPerMinute != y.ArrivalsPerMinute || x.ArrivalsPerMinute <= before.ArrivalsPerMinute*0.9 {
+		t.Errorf("new states differ or learned nothing: %v %v (before %v)", x.ArrivalsPerMinute, y.ArrivalsPerMinute, before.ArrivalsPerMinute)
+	}
+}
