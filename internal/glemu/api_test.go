@@ -285,7 +285,12 @@ func TestAPIPipelinesAndRunners(t *testing.T) {
 	running := func(systemID string) []*gitlab.Job {
 		t.Helper()
 		js, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("running")},
-			func(req *retryablehttp.Request) error { q := req.URL.Query(); q.Set("system_id", systemID); req.URL.RawQuery = q.Encode(); return nil })
+			func(req *retryablehttp.Request) error {
+				q := req.URL.Query()
+				q.Set("system_id", systemID)
+				req.URL.RawQuery = q.Encode()
+				return nil
+			})
 		if err != nil {
 			t.Fatal(err)
 		}

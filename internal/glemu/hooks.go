@@ -5,9 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -88,9 +89,13 @@ func (h *hook) send(ev Event) {
 		return
 	}
 	if h.cfg.Handler != nil {
-		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, "/", bytes.NewReader(body))
+		req := &http.Request{
+			Method: http.MethodPost, URL: &url.URL{Path: "/"}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: make(http.Header, 4), Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+			Host: "glemu", RemoteAddr: "127.0.0.1:0",
+		}
 		h.header(req)
-		h.cfg.Handler.ServeHTTP(httptest.NewRecorder(), req)
+		h.cfg.Handler.ServeHTTP(discard{header: http.Header{}}, req.WithContext(context.Background()))
 		return
 	}
 	h.mu.Lock()
@@ -156,12 +161,12 @@ type jobHook struct {
 	BuildName           string         `json:"build_name"`
 	BuildStage          string         `json:"build_stage"`
 	BuildStatus         string         `json:"build_status"`
-	BuildCreatedAt      hookTime       `json:"build_created_at"`
-	BuildStartedAt      hookTime       `json:"build_started_at"`
-	BuildFinishedAt     hookTime       `json:"build_finished_at"`
-	BuildCreatedAtISO   apiTime        `json:"build_created_at_iso"`
-	BuildStartedAtISO   apiTime        `json:"build_started_at_iso"`
-	BuildFinishedAtISO  apiTime        `json:"build_finished_at_iso"`
+	BuildCreatedAt      *string        `json:"build_created_at"`
+	BuildStartedAt      *string        `json:"build_started_at"`
+	BuildFinishedAt     *string        `json:"build_finished_at"`
+	BuildCreatedAtISO   *string        `json:"build_created_at_iso"`
+	BuildStartedAtISO   *string        `json:"build_started_at_iso"`
+	BuildFinishedAtISO  *string        `json:"build_finished_at_iso"`
 	BuildDuration       *float64       `json:"build_duration"`
 	BuildQueuedDuration *float64       `json:"build_queued_duration"`
 	BuildAllowFailure   bool           `json:"build_allow_failure"`
@@ -195,18 +200,27 @@ type jobHookCommit struct {
 	AuthorURL   string   `json:"author_url"`
 	Status      string   `json:"status"`
 	Duration    *float64 `json:"duration"`
-	StartedAt   hookTime `json:"started_at"`
-	FinishedAt  hookTime `json:"finished_at"`
+	StartedAt   *string  `json:"started_at"`
+	FinishedAt  *string  `json:"finished_at"`
 }
 
 // hookTime is how Job Hooks write times: "2021-02-23 02:41:37 UTC", or null.
-type hookTime time.Time
-
-func (t hookTime) MarshalJSON() ([]byte, error) {
-	if time.Time(t).IsZero() {
-		return []byte("null"), nil
+// (Strings rather than a json.Marshaler: a week of hooks is encoded per replay.)
+func hookTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
 	}
-	return []byte(`"` + time.Time(t).UTC().Format("2006-01-02 15:04:05 UTC") + `"`), nil
+	s := t.UTC().Format("2006-01-02 15:04:05 UTC")
+	return &s
+}
+
+// isoTime is the _iso variant: "2021-02-23T02:41:37.886Z", or null.
+func isoTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format("2006-01-02T15:04:05.000Z")
+	return &s
 }
 
 func jobHookPayload(ev Event) jobHook {
@@ -224,9 +238,9 @@ func jobHookPayload(ev Event) jobHook {
 		BuildCreatedAt:     hookTime(j.CreatedAt),
 		BuildStartedAt:     hookTime(j.StartedAt),
 		BuildFinishedAt:    hookTime(j.FinishedAt),
-		BuildCreatedAtISO:  apiTime(j.CreatedAt),
-		BuildStartedAtISO:  apiTime(j.StartedAt),
-		BuildFinishedAtISO: apiTime(j.FinishedAt),
+		BuildCreatedAtISO:  isoTime(j.CreatedAt),
+		BuildStartedAtISO:  isoTime(j.StartedAt),
+		BuildFinishedAtISO: isoTime(j.FinishedAt),
 		BuildFailureReason: j.FailureReason,
 		PipelineID:         j.PipelineID,
 		Tags:               nonNil(j.Tags),
@@ -261,6 +275,13 @@ func jobHookPayload(ev Event) jobHook {
 	}
 	return p
 }
+
+// discard is the ResponseWriter for in-process hooks: GitLab ignores the answer.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
 
 func seconds(d time.Duration) *float64 {
 	f := d.Seconds()
