@@ -125,9 +125,12 @@ func paginate[T any](w http.ResponseWriter, r *http.Request, items []T) {
 	h.Set("X-Prev-Page", prev)
 
 	link := func(p int, rel string) string {
-		u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
+		u := url.URL{Scheme: "http", Host: cmp.Or(r.Host, r.URL.Host), Path: r.URL.Path}
 		if r.TLS != nil {
 			u.Scheme = "https"
+		}
+		if r.URL.Scheme != "" { // an in-process request (Transport) carries an absolute URL
+			u.Scheme = r.URL.Scheme
 		}
 		lq := r.URL.Query()
 		lq.Set("page", strconv.Itoa(p))
