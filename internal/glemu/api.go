@@ -195,15 +195,10 @@ func (s *Server) groupByRef(ref string) *group {
 
 // ---- JSON shapes, after GitLab's API entities ----
 
-// apiTime is how the API writes times: ISO 8601 with milliseconds, or null.
-type apiTime time.Time
-
-func (t apiTime) MarshalJSON() ([]byte, error) {
-	if time.Time(t).IsZero() {
-		return []byte("null"), nil
-	}
-	return []byte(`"` + time.Time(t).UTC().Format("2006-01-02T15:04:05.000Z") + `"`), nil
-}
+// apiTime is how the API writes times: ISO 8601 with milliseconds, or null
+// (see isoTime). A formatted string, not a json.Marshaler: encoding cost
+// matters when a simulator polls for a week.
+type apiTime = *string
 
 type apiUser struct {
 	ID        int64  `json:"id"`
@@ -263,7 +258,7 @@ func (s *Server) apiProject(p *project) apiProject {
 	return apiProject{
 		ID: p.id, Name: p.name, Path: p.name, PathWithNamespace: p.path,
 		NameWithNamespace: strings.ReplaceAll(p.path, "/", " / "),
-		CreatedAt:         apiTime(p.createdAt), LastActivityAt: apiTime(last),
+		CreatedAt:         isoTime(p.createdAt), LastActivityAt: isoTime(last),
 		DefaultBranch: "main", Visibility: "private",
 		SSHURLToRepo:  "git@" + host + ":" + p.path + ".git",
 		HTTPURLToRepo: s.extURL + "/" + p.path + ".git",
@@ -288,7 +283,7 @@ type apiGroup struct {
 func (s *Server) apiGroup(g *group) apiGroup {
 	a := apiGroup{ID: g.id, Name: g.name, Path: g.name, Visibility: "private",
 		FullName: strings.ReplaceAll(g.path, "/", " / "), FullPath: g.path,
-		WebURL: s.extURL + "/groups/" + g.path, CreatedAt: apiTime(g.createdAt)}
+		WebURL: s.extURL + "/groups/" + g.path, CreatedAt: isoTime(g.createdAt)}
 	if g.parent != nil {
 		a.ParentID = &g.parent.id
 	}
@@ -351,7 +346,7 @@ func fakeSHA(pipelineID int64) string {
 func (s *Server) apiPipelineBasic(pl *pipeline) apiPipelineBasic {
 	return apiPipelineBasic{
 		ID: pl.id, IID: pl.iid, ProjectID: pl.project.id, SHA: fakeSHA(pl.id), Ref: "main",
-		Status: pl.status, Source: "push", CreatedAt: apiTime(pl.createdAt), UpdatedAt: apiTime(pl.updatedAt),
+		Status: pl.status, Source: "push", CreatedAt: isoTime(pl.createdAt), UpdatedAt: isoTime(pl.updatedAt),
 		WebURL: fmt.Sprintf("%s/%s/-/pipelines/%d", s.extURL, pl.project.path, pl.id),
 	}
 }
@@ -359,7 +354,7 @@ func (s *Server) apiPipelineBasic(pl *pipeline) apiPipelineBasic {
 func (s *Server) apiPipeline(pl *pipeline) apiPipeline {
 	b := s.apiPipelineBasic(pl)
 	a := apiPipeline{apiPipelineBasic: b, BeforeSHA: b.SHA, User: rootUser,
-		StartedAt: apiTime(pl.startedAt), FinishedAt: apiTime(pl.finishedAt), CommittedAt: apiTime(pl.createdAt),
+		StartedAt: isoTime(pl.startedAt), FinishedAt: isoTime(pl.finishedAt), CommittedAt: isoTime(pl.createdAt),
 		DetailedStatus: apiDetailedStatus{
 			Icon: "status_" + pl.status, Text: pl.status, Label: pl.status, Group: pl.status,
 			Tooltip: pl.status, HasDetails: true, Favicon: "favicon_status_" + pl.status,
@@ -450,12 +445,12 @@ func (s *Server) apiJob(j *job, now time.Time) apiJob {
 	sha := fakeSHA(pl.id)
 	a := apiJob{
 		ID: j.id, Name: j.name, Stage: j.stage.name, Status: j.status, Ref: "main",
-		CreatedAt: apiTime(j.createdAt), StartedAt: apiTime(j.startedAt), FinishedAt: apiTime(j.finished),
+		CreatedAt: isoTime(j.createdAt), StartedAt: isoTime(j.startedAt), FinishedAt: isoTime(j.finished),
 		TagList: nonNil(j.tags), FailureReason: j.failure, User: rootUser,
 		Commit: apiCommit{ID: sha, ShortID: sha[:8], Title: "Update .gitlab-ci.yml", Message: "Update .gitlab-ci.yml\n",
-			AuthorName: rootUser.Name, AuthorEmail: "admin@example.com", CreatedAt: apiTime(pl.createdAt),
-			AuthoredDate: apiTime(pl.createdAt), CommitterName: rootUser.Name, CommitterEmail: "admin@example.com",
-			CommittedDate: apiTime(pl.createdAt), WebURL: fmt.Sprintf("%s/%s/-/commit/%s", s.extURL, p.path, sha)},
+			AuthorName: rootUser.Name, AuthorEmail: "admin@example.com", CreatedAt: isoTime(pl.createdAt),
+			AuthoredDate: isoTime(pl.createdAt), CommitterName: rootUser.Name, CommitterEmail: "admin@example.com",
+			CommittedDate: isoTime(pl.createdAt), WebURL: fmt.Sprintf("%s/%s/-/commit/%s", s.extURL, p.path, sha)},
 		Pipeline: apiPipelineRef{ID: pl.id, ProjectID: p.id, Ref: "main", SHA: sha, Status: pl.status},
 		WebURL:   fmt.Sprintf("%s/%s/-/jobs/%d", s.extURL, p.path, j.id),
 		Project: apiJobProject{ID: p.id, Name: p.name, Path: p.name, PathWithNamespace: p.path,
@@ -495,10 +490,8 @@ func (s *Server) apiJobRunner(r *runner, now time.Time) *apiJobRunner {
 // runnerStatus is online while any manager is registered, offline otherwise
 // (GitLab: offline after no contact for 2 hours).
 func (s *Server) runnerStatus(r *runner, now time.Time) string {
-	for _, m := range s.managers {
-		if m.runner == r {
-			return "online"
-		}
+	if r.managers > 0 {
+		return "online"
 	}
 	if len(r.history) == 0 {
 		return "never_contacted"
@@ -522,9 +515,9 @@ type apiManager struct {
 
 func (s *Server) apiManager(m *manager, now time.Time) apiManager {
 	a := apiManager{ID: m.id, SystemID: m.systemID, Version: "18.6.0", Revision: "b1a3c0d6",
-		Platform: "linux", Architecture: "amd64", CreatedAt: apiTime(m.createdAt),
-		ContactedAt: apiTime(m.lastTick(now, s.epoch)), IPAddress: "", Status: "online", JobExecutionStatus: "idle"}
-	if !s.registered(m) {
+		Platform: "linux", Architecture: "amd64", CreatedAt: isoTime(m.createdAt),
+		ContactedAt: isoTime(m.lastTick(now, s.epoch)), IPAddress: "", Status: "online", JobExecutionStatus: "idle"}
+	if m.gone {
 		a.Status = "offline"
 	}
 	if len(m.running) > 0 {
@@ -532,8 +525,6 @@ func (s *Server) apiManager(m *manager, now time.Time) apiManager {
 	}
 	return a
 }
-
-func (s *Server) registered(m *manager) bool { return slices.Contains(s.managers, m) }
 
 type apiRunnerDetails struct {
 	ID              int64           `json:"id"`
@@ -570,7 +561,7 @@ func (s *Server) apiRunner(r *runner, now time.Time) apiRunnerDetails {
 	}
 	return apiRunnerDetails{ID: r.id, Description: r.description, Active: true, IsShared: true,
 		RunnerType: "instance_type", Online: status == "online", Status: status,
-		ContactedAt: apiTime(contacted), CreatedAt: apiTime(r.createdAt), TagList: nonNil(r.tags),
+		ContactedAt: isoTime(contacted), CreatedAt: isoTime(r.createdAt), TagList: nonNil(r.tags),
 		RunUntagged: r.runUntagged, AccessLevel: "not_protected",
 		Projects: []apiJobProject{}, Groups: []apiGroup{}}
 }

@@ -24,6 +24,7 @@ type runner struct {
 	runUntagged bool
 	createdAt   time.Time
 	covers      map[*tagSet]bool // cache: may this runner take jobs with these tags?
+	managers    int              // registered managers
 	history     []*job           // every job it took, in order
 }
 
@@ -39,6 +40,7 @@ type manager struct {
 	createdAt time.Time
 	lastPoll  time.Time
 	polled    bool
+	gone      bool   // unregistered
 	running   []*job // running jobs, in the order taken
 }
 
@@ -162,6 +164,7 @@ func (s *Server) RegisterManager(token, systemID string, opts ManagerOptions) er
 		createdAt: s.clk.Now(),
 	}
 	s.managers = append(s.managers, m)
+	r.managers++
 	s.schedule()
 	s.unlockAndFlush()
 	return nil
@@ -201,6 +204,8 @@ func (s *Server) Unregister(token, systemID string) error {
 			s.complete(j, StatusFailed, "runner_system_failure")
 		}
 		s.managers = slices.DeleteFunc(s.managers, func(x *manager) bool { return x == m })
+		m.gone = true
+		m.runner.managers--
 	})
 }
 
