@@ -3,6 +3,7 @@ package demand_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -36,7 +37,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	clk := clock.NewVirtual(start)
-	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}})
+	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(gl.Close)
 	srv := httptest.NewServer(gl)
 	t.Cleanup(srv.Close)

@@ -898,3 +898,5 @@ func (s *Server) listRunnerJobs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	paginate(w, r, out)
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

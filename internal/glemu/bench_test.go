@@ -28,19 +28,9 @@ func replayWeek(b testing.TB, tr *trace.Trace, withHook bool) []glemu.JobInfo {
 	for i := range 2 {
 		check(b, s.RegisterManager(large.Token, fmt.Sprintf("s_large%02d", i), glemu.ManagerOptions{Capacity: 2}))
 	}
-	names := []string{"test", "build", "deploy"}
 	for _, p := range tr.Pipelines {
 		clk.AdvanceTo(start.Add(p.CreatedAt))
-		stages := make([]glemu.StageSpec, len(p.Stages))
-		for k, st := range p.Stages {
-			if k < len(names) {
-				stages[k].Name = names[k]
-			}
-			for _, j := range st {
-				stages[k].Jobs = append(stages[k].Jobs, glemu.JobSpec{Duration: j.Duration, Tags: j.Tags})
-			}
-		}
-		must[glemu.PipelineRef](b)(s.CreatePipeline(pid, stages))
+		must[glemu.PipelineRef](b)(s.CreatePipeline(pid, glemu.PipelineStages(p)))
 	}
 	runUntilIdle(b, clk)
 	return s.Jobs()

@@ -17,6 +17,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -49,6 +50,8 @@ type Options struct {
 	// ExternalURL is the GitLab URL used in web_url fields.
 	// Default: "https://gitlab.example.com".
 	ExternalURL string
+	// Logger reports webhook delivery problems. Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // Server is the emulated GitLab. It is an http.Handler serving /api/v4/...;
@@ -59,6 +62,7 @@ type Server struct {
 	epoch  time.Time // polling ticks are counted from here
 	tokens map[string]bool
 	extURL string
+	log    *slog.Logger
 	mux    *http.ServeMux
 
 	groups     map[int64]*group
@@ -101,6 +105,7 @@ func New(opts Options) *Server {
 		epoch:     clk.Now(),
 		tokens:    map[string]bool{},
 		extURL:    ext,
+		log:       cmp.Or(opts.Logger, slog.Default()),
 		groups:    map[int64]*group{},
 		projects:  map[int64]*project{},
 		pipelines: map[int64]*pipeline{},

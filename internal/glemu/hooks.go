@@ -33,6 +33,7 @@ type HookConfig struct {
 
 type hook struct {
 	cfg HookConfig
+	log *slog.Logger
 	// URL delivery queue, drained by one goroutine.
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -46,7 +47,7 @@ func (s *Server) AddJobHook(cfg HookConfig) error {
 	if (cfg.Handler == nil) == (cfg.URL == "") {
 		return fmt.Errorf("job hook: set exactly one of Handler and URL")
 	}
-	h := &hook{cfg: cfg}
+	h := &hook{cfg: cfg, log: s.log}
 	if cfg.URL != "" {
 		if h.cfg.Client == nil {
 			h.cfg.Client = &http.Client{Timeout: 10 * time.Second}
@@ -85,7 +86,7 @@ func (h *hook) send(ev Event) {
 	}
 	body, err := json.Marshal(jobHookPayload(ev))
 	if err != nil { // cannot happen with these types; say so if it does
-		slog.Error("glemu: encode job hook", "err", err)
+		h.log.Error("glemu: encode job hook", "err", err)
 		return
 	}
 	if h.cfg.Handler != nil {
@@ -132,18 +133,18 @@ func (h *hook) run() {
 
 		req, err := http.NewRequest(http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 		if err != nil {
-			slog.Error("glemu: job hook request", "url", h.cfg.URL, "err", err)
+			h.log.Error("glemu: job hook request", "url", h.cfg.URL, "err", err)
 			continue
 		}
 		h.header(req)
 		resp, err := h.cfg.Client.Do(req)
 		if err != nil {
-			slog.Warn("glemu: job hook delivery failed", "url", h.cfg.URL, "err", err)
+			h.log.Warn("glemu: job hook delivery failed", "url", h.cfg.URL, "err", err)
 			continue
 		}
 		resp.Body.Close()
 		if resp.StatusCode >= 300 {
-			slog.Warn("glemu: job hook refused", "url", h.cfg.URL, "status", resp.StatusCode)
+			h.log.Warn("glemu: job hook refused", "url", h.cfg.URL, "status", resp.StatusCode)
 		}
 	}
 }
