@@ -1,0 +1,383 @@
+// Package demand reads what GitLab wants from the runner fleet: the pending
+// jobs of the configured projects (with their tags and queue times), and the
+// jobs each runner manager is running. It talks to GitLab through
+// gitlab.com/gitlab-org/api/client-go; a Job Hook webhook receiver (Webhook)
+// wakes the autoscaler when a job becomes pending, with polling as the safety net.
+package demand
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	retryablehttp "github.com/hashicorp/go-retryablehttp"
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/shoalci/shoal/internal/clock"
+)
+
+// Config says where demand comes from.
+type Config struct {
+	// Projects are project IDs or full paths ("acme/backend/api").
+	Projects []string
+	// Groups are group IDs or full paths; each stands for all its projects,
+	// subgroups included.
+	Groups []string
+	// RunnerIDs are the runners whose managers (one per Droplet) shoal watches.
+	RunnerIDs []int64
+	// GroupRefresh is how long a group's project list is reused before it is
+	// read again. Default 5 minutes.
+	GroupRefresh time.Duration
+}
+
+// Source reads Snapshots from GitLab.
+type Source struct {
+	c   *gitlab.Client
+	cfg Config
+	clk clock.Clock
+
+	resolved   map[string][]int64 // project paths and groups → project IDs
+	resolvedAt time.Time
+}
+
+// NewSource returns a Source reading through c. clk dates the snapshots and
+// turns GitLab's queued_duration into a queue time.
+func NewSource(c *gitlab.Client, cfg Config, clk clock.Clock) (*Source, error) {
+	if c == nil {
+		return nil, errors.New("demand: no GitLab client")
+	}
+	if len(cfg.Projects) == 0 && len(cfg.Groups) == 0 {
+		return nil, errors.New("demand: no projects or groups to watch: configure at least one")
+	}
+	if cfg.GroupRefresh == 0 {
+		cfg.GroupRefresh = 5 * time.Minute
+	}
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	return &Source{c: c, cfg: cfg, clk: clk}, nil
+}
+
+// PendingJob is a job waiting for a runner.
+type PendingJob struct {
+	ID         int64
+	ProjectID  int64
+	PipelineID int64
+	Name       string
+	Stage      string
+	Tags       []string // sorted
+	CreatedAt  time.Time
+	QueuedAt   time.Time // when it became pending
+}
+
+// RunningJob is a job a runner manager has taken.
+type RunningJob struct {
+	ID        int64
+	ProjectID int64
+	Tags      []string
+	StartedAt time.Time
+}
+
+// Manager is one runner manager: one gitlab-runner process, on one Droplet.
+type Manager struct {
+	ID          int64
+	RunnerID    int64
+	SystemID    string
+	Status      string // online, offline, stale, never_contacted
+	ContactedAt time.Time
+}
+
+// Snapshot is demand at one moment.
+type Snapshot struct {
+	At       time.Time
+	Pending  []PendingJob // oldest first
+	Managers []Manager    // by runner, then manager ID
+	// PendingByTags groups Pending by TagKey of the job tags, oldest first.
+	PendingByTags map[string][]PendingJob
+	// RunningBySystemID lists each manager's running jobs; every manager of
+	// Managers has an entry, empty when idle.
+	RunningBySystemID map[string][]RunningJob
+}
+
+// TagKey is the canonical name of a tag set: sorted, deduplicated, joined by ';'.
+func TagKey(tags []string) string {
+	s := slices.Clone(tags)
+	slices.Sort(s)
+	return strings.Join(slices.Compact(s), ";")
+}
+
+// Covers reports whether a runner with runnerTags may take a job with jobTags:
+// its tags must include all of the job's.
+func Covers(runnerTags, jobTags []string) bool {
+	for _, t := range jobTags {
+		if !slices.Contains(runnerTags, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// Snapshot reads pending jobs, managers and running jobs. An error names the
+// request that failed; no partial snapshot is returned.
+func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
+	now := s.clk.Now()
+	snap := Snapshot{At: now, PendingByTags: map[string][]PendingJob{}, RunningBySystemID: map[string][]RunningJob{}}
+	projects, err := s.projects(ctx, now)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	for _, pid := range projects {
+		jobs, err := s.pending(ctx, pid, now)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		snap.Pending = append(snap.Pending, jobs...)
+	}
+	slices.SortFunc(snap.Pending, func(a, b PendingJob) int {
+		return cmp.Or(a.QueuedAt.Compare(b.QueuedAt), cmp.Compare(a.ID, b.ID))
+	})
+	for _, j := range snap.Pending {
+		k := TagKey(j.Tags)
+		snap.PendingByTags[k] = append(snap.PendingByTags[k], j)
+	}
+	for _, rid := range s.cfg.RunnerIDs {
+		managers, err := s.Managers(ctx, rid)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		for _, m := range managers {
+			snap.RunningBySystemID[m.SystemID] = []RunningJob{}
+		}
+		snap.Managers = append(snap.Managers, managers...)
+		running, err := s.running(ctx, rid, "")
+		if err != nil {
+			return Snapshot{}, err
+		}
+		for sys, jobs := range running {
+			snap.RunningBySystemID[sys] = append(snap.RunningBySystemID[sys], jobs...)
+		}
+	}
+	return snap, nil
+}
+
+// projects resolves the configured projects and groups to project IDs, in
+// configuration order without duplicates. Paths and group listings are cached
+// for GroupRefresh: new projects in a group show up after at most that long.
+func (s *Source) projects(ctx context.Context, now time.Time) ([]int64, error) {
+	if s.resolved == nil || now.Sub(s.resolvedAt) >= s.cfg.GroupRefresh {
+		s.resolved = map[string][]int64{}
+		s.resolvedAt = now
+	}
+	var ids []int64
+	seen := map[int64]bool{}
+	add := func(list []int64) {
+		for _, id := range list {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, p := range s.cfg.Projects {
+		if id, err := strconv.ParseInt(p, 10, 64); err == nil {
+			add([]int64{id})
+			continue
+		}
+		key := "project " + p
+		if _, ok := s.resolved[key]; !ok {
+			proj, _, err := s.c.Projects.GetProject(p, nil, gitlab.WithContext(ctx))
+			if err != nil {
+				return nil, fmt.Errorf("read project %s: %w", p, err)
+			}
+			s.resolved[key] = []int64{proj.ID}
+		}
+		add(s.resolved[key])
+	}
+	for _, g := range s.cfg.Groups {
+		key := "group " + g
+		if _, ok := s.resolved[key]; !ok {
+			gids, err := s.groupProjectIDs(ctx, g)
+			if err != nil {
+				return nil, err
+			}
+			s.resolved[key] = gids
+		}
+		add(s.resolved[key])
+	}
+	return ids, nil
+}
+
+func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error) {
+	opt := &gitlab.ListGroupProjectsOptions{
+		ListOptions:      gitlab.ListOptions{PerPage: 100},
+		IncludeSubGroups: gitlab.Ptr(true),
+		Simple:           gitlab.Ptr(true),
+	}
+	var ids []int64
+	for {
+		ps, resp, err := s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("list projects of group %s: %w", g, err)
+		}
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+		}
+		if resp.NextPage == 0 {
+			return ids, nil
+		}
+		opt.Page = resp.NextPage
+	}
+}
+
+// pending lists a project's pending jobs, every page.
+func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]PendingJob, error) {
+	opt := &gitlab.ListJobsOptions{
+		ListOptions: gitlab.ListOptions{PerPage: 100},
+		Scope:       &[]gitlab.BuildStateValue{gitlab.Pending},
+	}
+	var out []PendingJob
+	for {
+		jobs, resp, err := s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
+		}
+		for _, j := range jobs {
+			pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
+				Tags: sortedTags(j.TagList)}
+			if j.CreatedAt != nil {
+				pj.CreatedAt = *j.CreatedAt
+			}
+			// For a pending job GitLab's queued_duration runs up to now.
+			pj.QueuedAt = now.Add(-time.Duration(j.QueuedDuration * float64(time.Second))).Round(time.Millisecond)
+			out = append(out, pj)
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		opt.Page = resp.NextPage
+	}
+}
+
+func sortedTags(tags []string) []string {
+	s := slices.Clone(tags)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// apiManager is GET /runners/:id/managers' entity; client-go v1.46.0 has no type for it.
+type apiManager struct {
+	ID          int64      `json:"id"`
+	SystemID    string     `json:"system_id"`
+	Status      string     `json:"status"`
+	ContactedAt *time.Time `json:"contacted_at"`
+}
+
+// Managers lists a runner's managers (GET /runners/:id/managers).
+func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error) {
+	var out []Manager
+	opt := gitlab.ListOptions{PerPage: 100}
+	for {
+		req, err := s.c.NewRequest(http.MethodGet, fmt.Sprintf("runners/%d/managers", runnerID), &opt, []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
+		if err != nil {
+			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
+		}
+		var page []apiManager
+		resp, err := s.c.Do(req, &page)
+		if err != nil {
+			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
+		}
+		for _, m := range page {
+			mm := Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
+			if m.ContactedAt != nil {
+				mm.ContactedAt = *m.ContactedAt
+			}
+			out = append(out, mm)
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		opt.Page = resp.NextPage
+	}
+}
+
+// RunningJobs lists the jobs one manager is running
+// (GET /runners/:id/jobs?status=running&system_id=…): what a drain waits for.
+func (s *Source) RunningJobs(ctx context.Context, runnerID int64, systemID string) ([]RunningJob, error) {
+	if systemID == "" {
+		return nil, fmt.Errorf("running jobs of runner %d: empty system_id", runnerID)
+	}
+	bySys, err := s.running(ctx, runnerID, systemID)
+	if err != nil {
+		return nil, err
+	}
+	return bySys[systemID], nil
+}
+
+// runnerJob is the part of GitLab's job entity read here, with runner_manager,
+// which client-go v1.46.0's Job lacks.
+type runnerJob struct {
+	ID            int64              `json:"id"`
+	TagList       []string           `json:"tag_list"`
+	StartedAt     *time.Time         `json:"started_at"`
+	Project       struct{ ID int64 } `json:"project"`
+	RunnerManager *struct {
+		SystemID string `json:"system_id"`
+	} `json:"runner_manager"`
+}
+
+// running lists a runner's running jobs by system_id. With systemID empty it
+// reads all of them in one listing and groups them by the job's
+// runner_manager, which costs one request per runner instead of one per Droplet.
+func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (map[string][]RunningJob, error) {
+	out := map[string][]RunningJob{}
+	opt := &gitlab.ListRunnerJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Status: gitlab.Ptr("running")}
+	for {
+		opts := []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)}
+		if systemID != "" {
+			opts = append(opts, withQuery("system_id", systemID))
+		}
+		req, err := s.c.NewRequest(http.MethodGet, fmt.Sprintf("runners/%d/jobs", runnerID), opt, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
+		}
+		var page []runnerJob
+		resp, err := s.c.Do(req, &page)
+		if err != nil {
+			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
+		}
+		for _, j := range page {
+			sys := systemID
+			if sys == "" {
+				if j.RunnerManager == nil {
+					return nil, fmt.Errorf("running job %d of runner %d has no runner_manager: GitLab older than 16.x? Query per manager with RunningJobs", j.ID, runnerID)
+				}
+				sys = j.RunnerManager.SystemID
+			}
+			rj := RunningJob{ID: j.ID, ProjectID: j.Project.ID, Tags: sortedTags(j.TagList)}
+			if j.StartedAt != nil {
+				rj.StartedAt = *j.StartedAt
+			}
+			out[sys] = append(out[sys], rj)
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		opt.Page = resp.NextPage
+	}
+}
+
+// withQuery adds a query parameter client-go's options type does not know.
+func withQuery(key, value string) gitlab.RequestOptionFunc {
+	return func(req *retryablehttp.Request) error {
+		q := req.URL.Query()
+		q.Set(key, value)
+		req.URL.RawQuery = q.Encode()
+		return nil
+	}
+}

@@ -1,0 +1,268 @@
+package demand_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/glemu"
+)
+
+var start = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+const token = "glpat-demand"
+
+type world struct {
+	gl     *glemu.Server
+	clk    *clock.Virtual
+	url    string
+	docker glemu.Runner
+	large  glemu.Runner
+	acme   int64 // group
+	back   int64 // group acme/backend
+	web    int64 // project in acme
+	api    int64 // project in acme/backend
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	clk := clock.NewVirtual(start)
+	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(gl.Close)
+	srv := httptest.NewServer(gl)
+	t.Cleanup(srv.Close)
+	w := &world{gl: gl, clk: clk, url: srv.URL}
+	var err error
+	if w.acme, err = gl.AddGroup("acme", 0); err != nil {
+		t.Fatal(err)
+	}
+	if w.back, err = gl.AddGroup("backend", w.acme); err != nil {
+		t.Fatal(err)
+	}
+	if w.web, err = gl.AddProject("web", w.acme); err != nil {
+		t.Fatal(err)
+	}
+	if w.api, err = gl.AddProject("api", w.back); err != nil {
+		t.Fatal(err)
+	}
+	if w.docker, err = gl.CreateRunner(glemu.RunnerSpec{Description: "docker", Tags: []string{"docker"}}); err != nil {
+		t.Fatal(err)
+	}
+	if w.large, err = gl.CreateRunner(glemu.RunnerSpec{Description: "large", Tags: []string{"docker", "large"}}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *world) client(t *testing.T, tok string) *gitlab.Client {
+	t.Helper()
+	c, err := gitlab.NewClient(tok, gitlab.WithBaseURL(w.url), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (w *world) pipeline(t *testing.T, project int64, n int, d time.Duration, tags ...string) glemu.PipelineRef {
+	t.Helper()
+	specs := make([]glemu.JobSpec, n)
+	for i := range specs {
+		specs[i] = glemu.JobSpec{Duration: d, Tags: tags}
+	}
+	ref, err := w.gl.CreatePipeline(project, []glemu.StageSpec{{Name: "test", Jobs: specs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func TestSnapshot(t *testing.T) {
+	w := newWorld(t)
+	// 130 docker jobs in web (more than one page), then 3 large jobs in api, 10 s later.
+	w.pipeline(t, w.web, 130, time.Hour, "docker")
+	w.clk.Advance(10 * time.Second)
+	w.pipeline(t, w.api, 3, time.Hour, "docker", "large")
+	// Managers with 2, 3, 1 and 1 slots all fill up at their first tick; the
+	// large one takes the oldest job it may run, a docker one.
+	for _, m := range []struct {
+		r   glemu.Runner
+		sys string
+		cap int
+	}{{w.docker, "s_d1", 2}, {w.docker, "s_d2", 3}, {w.large, "s_l1", 1}, {w.docker, "s_idle", 1}} {
+		if err := w.gl.RegisterManager(m.r.Token, m.sys, glemu.ManagerOptions{Capacity: m.cap}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.clk.Advance(3 * time.Second)
+	if err := w.gl.Pause(w.docker.Token, "s_idle"); err != nil {
+		t.Fatal(err)
+	}
+	src, err := demand.NewSource(w.client(t, token), demand.Config{
+		Groups:    []string{"acme"},
+		RunnerIDs: []int64{w.docker.ID, w.large.ID},
+	}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	truth := w.gl.PendingJobs()
+	if len(snap.Pending) != len(truth) || len(truth) < 100 {
+		t.Fatalf("snapshot has %d pending jobs, emulator %d (want > 100 to cross pages)", len(snap.Pending), len(truth))
+	}
+	for i, j := range snap.Pending {
+		want := truth[i]
+		if j.ID != want.ID || !j.QueuedAt.Equal(want.QueuedAt) || !slices.Equal(j.Tags, want.Tags) || j.ProjectID != want.ProjectID {
+			t.Fatalf("pending[%d] = %+v, want job %d queued %v tags %v project %d", i, j, want.ID, want.QueuedAt, want.Tags, want.ProjectID)
+		}
+	}
+	if n := len(snap.PendingByTags["docker;large"]); n != 3 {
+		t.Errorf("docker;large pending = %d, want 3", n)
+	}
+	if n := len(snap.PendingByTags["docker"]); n != len(truth)-3 {
+		t.Errorf("docker pending = %d, want %d", n, len(truth)-3)
+	}
+
+	if len(snap.Managers) != 4 {
+		t.Fatalf("managers = %+v, want 4", snap.Managers)
+	}
+	running := 0
+	for _, m := range w.gl.Managers() {
+		got := snap.RunningBySystemID[m.SystemID]
+		if len(got) != m.Running {
+			t.Errorf("manager %s: snapshot says %d running, emulator %d", m.SystemID, len(got), m.Running)
+		}
+		running += len(got)
+		for _, j := range got {
+			if j.StartedAt.IsZero() || j.StartedAt.After(snap.At) {
+				t.Errorf("running job %d started %v, after the snapshot", j.ID, j.StartedAt)
+			}
+		}
+	}
+	if running != 7 {
+		t.Errorf("%d running jobs in all, want 7 (2+3+1+1 slots)", running)
+	}
+	for _, m := range snap.Managers {
+		if m.Status != "online" || m.ContactedAt.IsZero() {
+			t.Errorf("manager %+v", m)
+		}
+	}
+
+	// The drain check: one manager's running jobs.
+	d2, err := src.RunningJobs(context.Background(), w.docker.ID, "s_d2")
+	if err != nil || len(d2) != 3 {
+		t.Errorf("RunningJobs(s_d2) = %v, %v; want 3", d2, err)
+	}
+	if _, err := src.RunningJobs(context.Background(), w.docker.ID, ""); err == nil {
+		t.Error("RunningJobs with an empty system_id succeeded")
+	}
+}
+
+func TestSnapshotProjectsByPathAndGroupRefresh(t *testing.T) {
+	w := newWorld(t)
+	src, err := demand.NewSource(w.client(t, token), demand.Config{
+		Projects:     []string{"acme/web"},
+		Groups:       []string{"acme/backend"},
+		GroupRefresh: time.Minute,
+	}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, w.web, 1, time.Minute, "docker")
+	w.pipeline(t, w.api, 2, time.Minute, "docker")
+	snap, err := src.Snapshot(context.Background())
+	if err != nil || len(snap.Pending) != 3 {
+		t.Fatalf("pending = %d, %v; want 3 (1 by project path, 2 by group)", len(snap.Pending), err)
+	}
+
+	// A project created in the group shows up once the cached listing expires.
+	late, err := w.gl.AddProject("late", w.back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, late, 1, time.Minute, "docker")
+	snap, _ = src.Snapshot(context.Background())
+	if len(snap.Pending) != 3 {
+		t.Errorf("pending = %d right after the project appeared, want 3 (group listing cached)", len(snap.Pending))
+	}
+	w.clk.Advance(time.Minute)
+	snap, _ = src.Snapshot(context.Background())
+	if len(snap.Pending) != 4 {
+		t.Errorf("pending = %d after the refresh interval, want 4", len(snap.Pending))
+	}
+}
+
+func TestSnapshotErrors(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+
+	src, err := demand.NewSource(w.client(t, "glpat-wrong"), demand.Config{Projects: []string{"1"}}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.Snapshot(ctx)
+	var er *gitlab.ErrorResponse
+	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "project 1") {
+		t.Errorf("bad token: err = %v, want a 401 naming project 1", err)
+	}
+
+	src, _ = demand.NewSource(w.client(t, token), demand.Config{Groups: []string{"nope"}}, w.clk)
+	if _, err := src.Snapshot(ctx); !errors.Is(err, gitlab.ErrNotFound) || !strings.Contains(err.Error(), "group nope") {
+		t.Errorf("missing group: err = %v, want ErrNotFound naming the group", err)
+	}
+	src, _ = demand.NewSource(w.client(t, token), demand.Config{Projects: []string{"1"}, RunnerIDs: []int64{99}}, w.clk)
+	if _, err := src.Snapshot(ctx); !errors.Is(err, gitlab.ErrNotFound) || !strings.Contains(err.Error(), "runner 99") {
+		t.Errorf("missing runner: err = %v, want ErrNotFound naming the runner", err)
+	}
+	if _, err := demand.NewSource(w.client(t, token), demand.Config{}, w.clk); err == nil {
+		t.Error("a source with nothing to watch was accepted")
+	}
+}
+
+// The simulator's path: client-go over the emulator's in-process transport.
+func TestSnapshotInProcessTransport(t *testing.T) {
+	w := newWorld(t)
+	c, err := gitlab.NewClient(token, gitlab.WithBaseURL("http://glemu.invalid"),
+		gitlab.WithHTTPClient(&http.Client{Transport: w.gl.Transport()}), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, w.web, 120, time.Minute, "docker")
+	src, _ := demand.NewSource(c, demand.Config{Projects: []string{"acme/web"}, RunnerIDs: []int64{w.docker.ID}}, w.clk)
+	snap, err := src.Snapshot(context.Background())
+	if err != nil || len(snap.Pending) != 120 {
+		t.Fatalf("pending = %d, %v; want 120", len(snap.Pending), err)
+	}
+}
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		runner, job []string
+		want        bool
+	}{
+		{[]string{"docker", "large"}, []string{"docker"}, true},
+		{[]string{"docker"}, []string{"docker", "large"}, false},
+		{[]string{"docker"}, nil, true},
+	}
+	for _, tt := range tests {
+		if got := demand.Covers(tt.runner, tt.job); got != tt.want {
+			t.Errorf("Covers(%v, %v) = %v, want %v", tt.runner, tt.job, got, tt.want)
+		}
+	}
+	if k := demand.TagKey([]string{"large", "docker", "docker"}); k != "docker;large" {
+		t.Errorf("TagKey = %q", k)
+	}
+}

@@ -1,0 +1,439 @@
+package glemu_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	retryablehttp "github.com/hashicorp/go-retryablehttp"
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/shoalci/shoal/internal/glemu"
+)
+
+func serve(t testing.TB, s *glemu.Server) *gitlab.Client {
+	t.Helper()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	c, err := gitlab.NewClient("glpat-test", gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestAPIProjectsAndGroups(t *testing.T) {
+	s, _ := newEmu(t)
+	acme := must[int64](t)(s.AddGroup("acme", 0))
+	backend := must[int64](t)(s.AddGroup("backend", acme))
+	web := must[int64](t)(s.AddProject("web", acme))
+	api := must[int64](t)(s.AddProject("api", backend))
+	must[int64](t)(s.AddProject("scratch", 0))
+	c := serve(t, s)
+
+	p, _, err := c.Projects.GetProject(api, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PathWithNamespace != "acme/backend/api" || p.Namespace == nil || p.Namespace.FullPath != "acme/backend" || p.Namespace.Kind != "group" {
+		t.Errorf("project = %+v, namespace %+v", p, p.Namespace)
+	}
+	byPath, _, err := c.Projects.GetProject("acme/backend/api", nil)
+	if err != nil || byPath.ID != api {
+		t.Errorf("project by path: %v, %v", byPath, err)
+	}
+	if _, _, err := c.Projects.GetProject(999, nil); !errors.Is(err, gitlab.ErrNotFound) {
+		t.Errorf("missing project: err = %v, want ErrNotFound", err)
+	}
+	all, _, err := c.Projects.ListProjects(nil)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("ListProjects = %d projects, %v", len(all), err)
+	}
+
+	g, _, err := c.Groups.GetGroup("acme/backend", nil)
+	if err != nil || g.ID != backend || g.ParentID != acme || g.FullPath != "acme/backend" {
+		t.Errorf("group = %+v, %v", g, err)
+	}
+	ids := func(ps []*gitlab.Project) []int64 {
+		var out []int64
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	direct, _, err := c.Groups.ListGroupProjects(acme, nil)
+	if err != nil || !slices.Equal(ids(direct), []int64{web}) {
+		t.Errorf("group projects = %v, %v; want only %d", ids(direct), err, web)
+	}
+	deep, _, err := c.Groups.ListGroupProjects(acme, &gitlab.ListGroupProjectsOptions{IncludeSubGroups: gitlab.Ptr(true)})
+	if err != nil || !slices.Equal(ids(deep), []int64{web, api}) {
+		t.Errorf("group projects with subgroups = %v, %v; want %d and %d", ids(deep), err, web, api)
+	}
+	if _, _, err := c.Groups.ListGroupProjects(404, nil); !errors.Is(err, gitlab.ErrNotFound) {
+		t.Errorf("missing group: err = %v, want ErrNotFound", err)
+	}
+	subs, _, err := c.Groups.ListSubGroups(acme, nil)
+	if err != nil || len(subs) != 1 || subs[0].ID != backend {
+		t.Errorf("subgroups = %v, %v", subs, err)
+	}
+}
+
+func TestAPIAuthAnd404Bodies(t *testing.T) {
+	s, _ := newEmu(t)
+	must[int64](t)(s.AddProject("app", 0))
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("PRIVATE-TOKEN", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	tests := []struct {
+		path, token string
+		code        int
+		body        string
+	}{
+		{"/api/v4/projects/1", "", 401, `{"message":"401 Unauthorized"}`},
+		{"/api/v4/projects/1", "glpat-wrong", 401, `{"message":"401 Unauthorized"}`},
+		{"/api/v4/projects/2", "glpat-test", 404, `{"message":"404 Project Not Found"}`},
+		{"/api/v4/groups/2", "glpat-test", 404, `{"message":"404 Group Not Found"}`},
+		{"/api/v4/runners/2/managers", "glpat-test", 404, `{"message":"404 Runner Not Found"}`},
+		{"/api/v4/projects/1/pipelines/7", "glpat-test", 404, `{"message":"404 Not Found"}`},
+		{"/api/v4/nothing/here", "glpat-test", 404, `{"error":"404 Not Found"}`},
+		{"/api/v4/projects/1/jobs?scope[]=bogus", "glpat-test", 400, `{"error":"scope does not have a valid value"}`},
+	}
+	for _, tt := range tests {
+		code, body := get(tt.path, tt.token)
+		if code != tt.code || body != tt.body {
+			t.Errorf("GET %s (token %q) = %d %s, want %d %s", tt.path, tt.token, code, body, tt.code, tt.body)
+		}
+	}
+
+	// client-go surfaces the 401.
+	c, _ := gitlab.NewClient("glpat-wrong", gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
+	_, resp, err := c.Projects.GetProject(1, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("client-go with a bad token: resp %v, err %v; want 401", resp, err)
+	}
+	// A bearer token works as well as PRIVATE-TOKEN.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v4/projects/1", nil)
+	req.Header.Set("Authorization", "Bearer glpat-test")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil || resp2.StatusCode != 200 {
+		t.Errorf("bearer token: %v %v", resp2, err)
+	}
+	resp2.Body.Close()
+}
+
+func TestAPIPendingJobsPaginated(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	for range 5 {
+		must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{
+			{Jobs: jobs(50, time.Minute, "docker")},
+			{Jobs: jobs(1, time.Minute, "docker")},
+		}))
+	}
+	clk.Advance(90 * time.Second)
+	c := serve(t, s)
+
+	opt := &gitlab.ListJobsOptions{
+		Scope:       &[]gitlab.BuildStateValue{gitlab.Pending},
+		ListOptions: gitlab.ListOptions{PerPage: 100},
+	}
+	var all []*gitlab.Job
+	pages := 0
+	for {
+		js, resp, err := c.Jobs.ListProjectJobs(pid, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		all = append(all, js...)
+		if resp.TotalItems != 250 || resp.TotalPages != 3 || resp.ItemsPerPage != 100 {
+			t.Fatalf("page %d: total %d, pages %d, per page %d; want 250, 3, 100", pages, resp.TotalItems, resp.TotalPages, resp.ItemsPerPage)
+		}
+		if resp.NextPage == 0 {
+			if resp.NextLink != "" {
+				t.Errorf("last page has a next link %q", resp.NextLink)
+			}
+			break
+		}
+		if !strings.Contains(resp.NextLink, "page=") || resp.LastLink == "" {
+			t.Errorf("Link header: next %q, last %q", resp.NextLink, resp.LastLink)
+		}
+		opt.Page = resp.NextPage
+	}
+	if pages != 3 || len(all) != 250 {
+		t.Fatalf("%d jobs over %d pages, want 250 over 3", len(all), pages)
+	}
+	seen := map[int64]bool{}
+	for i, j := range all {
+		if seen[j.ID] {
+			t.Fatalf("job %d listed twice", j.ID)
+		}
+		seen[j.ID] = true
+		if i > 0 && j.ID > all[i-1].ID {
+			t.Fatalf("jobs not newest first: %d after %d", j.ID, all[i-1].ID)
+		}
+		if j.Status != "pending" || !slices.Equal(j.TagList, []string{"docker"}) || j.Stage != "stage-0" {
+			t.Fatalf("job = %+v", j)
+		}
+		if j.QueuedDuration != 90 || j.CreatedAt == nil || !j.CreatedAt.Equal(start) || j.StartedAt != nil {
+			t.Fatalf("job %d: queued %v s, created %v, started %v; want 90 s, %v, nil", j.ID, j.QueuedDuration, j.CreatedAt, j.StartedAt, start)
+		}
+		if j.Pipeline.ID == 0 || j.Pipeline.ProjectID != pid {
+			t.Fatalf("job pipeline = %+v", j.Pipeline)
+		}
+	}
+
+	// Other scopes, and several at once.
+	created, _, err := c.Jobs.ListProjectJobs(pid, &gitlab.ListJobsOptions{Scope: &[]gitlab.BuildStateValue{gitlab.Created}})
+	if err != nil || len(created) != 5 {
+		t.Errorf("created jobs = %d, %v; want 5", len(created), err)
+	}
+	both, resp, err := c.Jobs.ListProjectJobs(pid, &gitlab.ListJobsOptions{Scope: &[]gitlab.BuildStateValue{gitlab.Created, gitlab.Pending}})
+	if err != nil || resp.TotalItems != 255 || len(both) != 20 {
+		t.Errorf("created+pending: %d of %d, %v; want 20 of 255 (default per_page)", len(both), resp.TotalItems, err)
+	}
+	one, _, err := c.Jobs.GetJob(pid, all[0].ID)
+	if err != nil || one.ID != all[0].ID || one.WebURL == "" {
+		t.Errorf("GetJob = %+v, %v", one, err)
+	}
+}
+
+func TestAPIPipelinesAndRunners(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Description: "pool docker", Tags: []string{"docker"}}))
+	check(t, s.RegisterManager(r.Token, "s_one", glemu.ManagerOptions{Capacity: 2}))
+	check(t, s.RegisterManager(r.Token, "s_two", glemu.ManagerOptions{Capacity: 2}))
+	ref := must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{
+		{Name: "test", Jobs: jobs(3, 10*time.Minute, "docker")},
+		{Name: "build", Jobs: jobs(1, time.Minute, "docker")},
+	}))
+	clk.Advance(glemu.DefaultCheckInterval)
+	c := serve(t, s)
+
+	pl, _, err := c.Pipelines.GetPipeline(pid, ref.ID)
+	if err != nil || pl.Status != "running" || pl.StartedAt == nil || pl.ProjectID != pid {
+		t.Fatalf("pipeline = %+v, %v", pl, err)
+	}
+	pls, _, err := c.Pipelines.ListProjectPipelines(pid, nil)
+	if err != nil || len(pls) != 1 || pls[0].ID != ref.ID {
+		t.Errorf("pipelines = %v, %v", pls, err)
+	}
+	pjobs, _, err := c.Jobs.ListPipelineJobs(pid, ref.ID, nil)
+	if err != nil || len(pjobs) != 4 {
+		t.Fatalf("pipeline jobs = %d, %v", len(pjobs), err)
+	}
+	stages := map[string]int{}
+	for _, j := range pjobs {
+		stages[j.Stage+":"+j.Status]++
+	}
+	if stages["test:running"] != 3 || stages["build:created"] != 1 {
+		t.Errorf("pipeline jobs by stage and status = %v", stages)
+	}
+
+	rd, _, err := c.Runners.GetRunnerDetails(r.ID)
+	if err != nil || !slices.Equal(rd.TagList, []string{"docker"}) || rd.Status != "online" || rd.Description != "pool docker" {
+		t.Errorf("runner = %+v, %v", rd, err)
+	}
+
+	// Managers: not in client-go v1.46.0's typed API, read through its raw request path.
+	req, err := c.NewRequest(http.MethodGet, "runners/"+strconv.FormatInt(r.ID, 10)+"/managers", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var managers []struct {
+		ID          int64      `json:"id"`
+		SystemID    string     `json:"system_id"`
+		Status      string     `json:"status"`
+		ContactedAt *time.Time `json:"contacted_at"`
+		JobStatus   string     `json:"job_execution_status"`
+	}
+	if _, err := c.Do(req, &managers); err != nil {
+		t.Fatal(err)
+	}
+	if len(managers) != 2 || managers[0].SystemID != "s_one" || managers[1].SystemID != "s_two" {
+		t.Fatalf("managers = %+v", managers)
+	}
+	for _, m := range managers {
+		if m.Status != "online" || m.ContactedAt == nil || m.ContactedAt.After(clk.Now()) || clk.Now().Sub(*m.ContactedAt) > glemu.DefaultCheckInterval {
+			t.Errorf("manager %s: status %s, contacted %v (now %v)", m.SystemID, m.Status, m.ContactedAt, clk.Now())
+		}
+	}
+
+	running := func(systemID string) []*gitlab.Job {
+		t.Helper()
+		js, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("running")},
+			func(req *retryablehttp.Request) error {
+				q := req.URL.Query()
+				q.Set("system_id", systemID)
+				req.URL.RawQuery = q.Encode()
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	one, two := running("s_one"), running("s_two")
+	if len(one)+len(two) != 3 {
+		t.Fatalf("running jobs per manager: %d + %d, want 3 in all", len(one), len(two))
+	}
+	for _, j := range append(one, two...) {
+		if j.Runner.ID != r.ID || j.Status != "running" || j.StartedAt == nil {
+			t.Errorf("running job = %+v", j)
+		}
+	}
+	if len(running("s_none")) != 0 {
+		t.Error("jobs listed for an unknown system_id")
+	}
+	if _, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("pending")}); err == nil {
+		t.Error("runner jobs with status=pending accepted; GitLab answers 400")
+	}
+}
+
+func TestAPIConcurrentWithClock(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	for _, id := range []string{"s_1", "s_2", "s_3"} {
+		check(t, s.RegisterManager(r.Token, id, glemu.ManagerOptions{Capacity: 3}))
+	}
+	c := serve(t, s)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 3 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := c.Jobs.ListProjectJobs(pid, &gitlab.ListJobsOptions{Scope: &[]gitlab.BuildStateValue{gitlab.Pending}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		if _, err := s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(2, time.Duration(5+i%30)*time.Second, "docker")}}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * time.Second)
+	}
+	runUntilIdle(t, clk)
+	close(stop)
+	wg.Wait()
+	if c := s.Counts(); c.Success != 400 {
+		t.Errorf("counts = %+v, want 400 successes", c)
+	}
+}
+
+func TestJobHooks(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Description: "docker pool", Tags: []string{"docker"}}))
+	check(t, s.RegisterManager(r.Token, "s_1", glemu.ManagerOptions{}))
+
+	var mu sync.Mutex
+	var inproc []*gitlab.JobEvent
+	check(t, s.AddJobHook(glemu.HookConfig{Secret: "hook-secret", Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("X-Gitlab-Event") != "Job Hook" || req.Header.Get("X-Gitlab-Token") != "hook-secret" {
+			t.Errorf("hook headers = %v", req.Header)
+		}
+		body, _ := io.ReadAll(req.Body)
+		ev, err := gitlab.ParseWebhook(gitlab.HookEventType(req), body)
+		if err != nil {
+			t.Errorf("client-go cannot parse the hook: %v\n%s", err, body)
+			return
+		}
+		je, ok := ev.(*gitlab.JobEvent)
+		if !ok {
+			t.Errorf("parsed %T, want *gitlab.JobEvent", ev)
+			return
+		}
+		var raw map[string]any
+		if err := json.Unmarshal(body, &raw); err != nil || raw["tags"] == nil {
+			t.Errorf("hook body has no top-level tags: %s", body)
+		}
+		inproc = append(inproc, je)
+	})}))
+
+	got := make(chan *http.Request, 10)
+	bodies := make(chan []byte, 10)
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		bodies <- b
+		got <- req
+	}))
+	defer remote.Close()
+	check(t, s.AddJobHook(glemu.HookConfig{URL: remote.URL, Secret: "other", Statuses: []string{"pending"}}))
+	if err := s.AddJobHook(glemu.HookConfig{}); err == nil {
+		t.Error("hook without Handler or URL accepted")
+	}
+
+	ref := must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Name: "test", Jobs: jobs(1, time.Minute, "docker")}}))
+	runUntilIdle(t, clk)
+
+	mu.Lock()
+	var statuses []string
+	for _, e := range inproc {
+		statuses = append(statuses, e.BuildStatus)
+		if e.BuildID != ref.JobIDs[0][0] || e.ProjectID != pid || e.PipelineID != ref.ID || e.BuildStage != "test" {
+			t.Errorf("event = %+v", e)
+		}
+	}
+	mu.Unlock()
+	if want := []string{"created", "pending", "running", "success"}; !slices.Equal(statuses, want) {
+		t.Fatalf("in-process hook statuses = %v, want %v", statuses, want)
+	}
+	last := inproc[3]
+	if last.Runner.ID != r.ID || last.Runner.Description != "docker pool" || !slices.Equal(last.Runner.Tags, []string{"docker"}) {
+		t.Errorf("runner in hook = %+v", last.Runner)
+	}
+	if last.BuildDuration != 60 || last.BuildFinishedAt == "" {
+		t.Errorf("finished hook: duration %v, finished %q", last.BuildDuration, last.BuildFinishedAt)
+	}
+
+	select {
+	case req := <-got:
+		if req.Header.Get("X-Gitlab-Token") != "other" || req.Header.Get("X-Gitlab-Event") != "Job Hook" {
+			t.Errorf("URL hook headers = %v", req.Header)
+		}
+		var ev gitlab.JobEvent
+		if err := json.Unmarshal(<-bodies, &ev); err != nil || ev.BuildStatus != "pending" {
+			t.Errorf("URL hook body: %+v, %v", ev, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("URL hook not delivered")
+	}
+	s.Close()
+	select {
+	case req := <-got:
+		t.Errorf("URL hook delivered a %q status though only pending was asked for", req.Header.Get("X-Gitlab-Event"))
+	default:
+	}
+}

@@ -1,0 +1,62 @@
+package glemu_test
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shoalci/shoal/internal/glemu"
+	"github.com/shoalci/shoal/internal/trace"
+)
+
+// replayWeek replays team-week.csv through the emulator with a fixed fleet:
+// ten 4-slot docker managers and two 2-slot docker;large managers.
+func replayWeek(b testing.TB, tr *trace.Trace, withHook bool) []glemu.JobInfo {
+	s, clk := newEmu(b)
+	if withHook {
+		pending := 0
+		check(b, s.AddJobHook(glemu.HookConfig{Secret: "x", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { pending++ })}))
+	}
+	pid := must[int64](b)(s.AddProject("app", 0))
+	docker := must[glemu.Runner](b)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	large := must[glemu.Runner](b)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker", "large"}}))
+	for i := range 10 {
+		check(b, s.RegisterManager(docker.Token, fmt.Sprintf("s_docker%02d", i), glemu.ManagerOptions{Capacity: 4}))
+	}
+	for i := range 2 {
+		check(b, s.RegisterManager(large.Token, fmt.Sprintf("s_large%02d", i), glemu.ManagerOptions{Capacity: 2}))
+	}
+	for _, p := range tr.Pipelines {
+		clk.AdvanceTo(start.Add(p.CreatedAt))
+		must[glemu.PipelineRef](b)(s.CreatePipeline(pid, glemu.PipelineStages(p)))
+	}
+	runUntilIdle(b, clk)
+	return s.Jobs()
+}
+
+func benchmarkWeek(b *testing.B, withHook bool) {
+	tr, err := trace.ParseFile("../trace/testdata/team-week.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var js []glemu.JobInfo
+	for b.Loop() {
+		js = replayWeek(b, tr, withHook)
+	}
+	waits := make([]time.Duration, 0, len(js))
+	for _, j := range js {
+		if j.Status != glemu.StatusSuccess {
+			b.Fatalf("job %d ended %s", j.ID, j.Status)
+		}
+		waits = append(waits, j.Wait())
+	}
+	slices.Sort(waits)
+	b.ReportMetric(float64(len(js)), "jobs")
+	b.ReportMetric(waits[len(waits)*95/100].Seconds(), "p95_wait_s")
+	b.ReportMetric(waits[len(waits)-1].Seconds(), "max_wait_s")
+}
+
+func BenchmarkTeamWeekFixedFleet(b *testing.B)         { benchmarkWeek(b, false) }
+func BenchmarkTeamWeekFixedFleetWithHook(b *testing.B) { benchmarkWeek(b, true) }
