@@ -51,6 +51,8 @@ type Cloud interface {
 
 	// Rate is the rate-limit state from the latest response.
 	Rate() Rate
+	// Requests counts the API requests made so far, retries included.
+	Requests() int64
 }
 
 // Account is the DigitalOcean account's limits and standing.

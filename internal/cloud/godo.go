@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/digitalocean/godo"
@@ -54,6 +55,8 @@ type DO struct {
 	clock clock.Clock
 	cfg   Config
 
+	requests atomic.Int64
+
 	mu   sync.Mutex
 	rate Rate
 }
@@ -93,6 +96,9 @@ func New(cfg Config) (*DO, error) {
 	return &DO{c: c, clock: cfg.Clock, cfg: cfg}, nil
 }
 
+// Requests counts the API requests made so far, retries included.
+func (d *DO) Requests() int64 { return d.requests.Load() }
+
 // Rate returns the rate-limit state the latest response reported.
 func (d *DO) Rate() Rate {
 	d.mu.Lock()
@@ -105,6 +111,7 @@ func (d *DO) Rate() Rate {
 // because it may have taken effect.
 func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Response, error)) error {
 	for attempt := 0; ; attempt++ {
+		d.requests.Add(1)
 		resp, err := fn()
 		d.noteRate(resp)
 		if err == nil {

@@ -59,6 +59,7 @@ func (s *Server) startAction(dropletID int, resourceType, typ string, reg region
 	s.actions[a.ID] = a
 	s.actionOrder = append(s.actionOrder, a.ID)
 	s.clock.AfterFunc(delay, func() {
+		defer s.flushEvents()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		a.Status, a.completedAt = "completed", s.clock.Now()

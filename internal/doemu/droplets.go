@@ -237,11 +237,13 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		s.dropletOrder = append(s.dropletOrder, d.id)
 		s.ledger.start(d.id, sz, now)
 		a := s.startAction(d.id, "droplet", "create", reg, s.opts.BootDelay.sample(s.rng), func(a *action) {
-			if a.Status == "completed" {
+			if a.Status == "completed" && s.droplets[d.id] == d {
 				d.status = "active"
+				s.note("active", d)
 			}
 		})
 		d.pending = a
+		s.note("created", d)
 		made = append(made, d.json())
 		acts = append(acts, actionLink{ID: a.ID, Rel: "create", HREF: s.actionURL(r, a.ID)})
 	}
@@ -351,6 +353,7 @@ func (s *Server) deleteDropletsByTag(w http.ResponseWriter, r *http.Request) {
 
 // destroy removes a Droplet, ends its billing and frees its volumes. Call with s.mu held.
 func (s *Server) destroy(d *droplet) {
+	s.note("deleted", d)
 	delete(s.droplets, d.id)
 	s.dropletOrder = slices.DeleteFunc(s.dropletOrder, func(id int) bool { return id == d.id })
 	s.ledger.stop(d.id, s.clock.Now())

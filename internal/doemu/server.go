@@ -42,6 +42,19 @@ type Options struct {
 	Seed uint64
 	// Databases seed the managed database clusters.
 	Databases []DatabaseSeed
+	// OnDroplet, when set, hears every Droplet that is created, becomes active
+	// or is deleted, after the emulator's lock is released: a simulator boots
+	// and stops runners from it.
+	OnDroplet func(DropletEvent)
+}
+
+// DropletEvent is a change in a Droplet's life.
+type DropletEvent struct {
+	Kind string // "created", "active" or "deleted"
+	ID   int
+	Name string
+	Tags []string
+	At   time.Time
 }
 
 // Range is a closed interval of durations, sampled uniformly.
@@ -79,6 +92,7 @@ type Server struct {
 
 	limits map[string]*rateWindow
 	stats  Stats
+	events []DropletEvent // for OnDroplet, sent by flushEvents
 }
 
 // Stats counts what the emulator served, for the simulator's report.
@@ -206,6 +220,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r) // (only ServeHTTP fills in the path values)
+	s.flushEvents()
+}
+
+// note queues a Droplet event. Call with s.mu held.
+func (s *Server) note(kind string, d *droplet) {
+	if s.opts.OnDroplet != nil {
+		s.events = append(s.events, DropletEvent{Kind: kind, ID: d.id, Name: d.name, Tags: d.tags, At: s.clock.Now()})
+	}
+}
+
+// flushEvents delivers queued events outside the lock, in order.
+func (s *Server) flushEvents() {
+	if s.opts.OnDroplet == nil {
+		return
+	}
+	s.mu.Lock()
+	evs := s.events
+	s.events = nil
+	s.mu.Unlock()
+	for _, ev := range evs {
+		s.opts.OnDroplet(ev)
+	}
 }
 
 func (s *Server) requestID() string {

@@ -1,0 +1,384 @@
+// Package reconcile is the only part of the autoscaler that acts: each Step
+// reads the fleet from DigitalOcean (the source of truth, so a restarted
+// autoscaler adopts what it finds) and the demand from GitLab, asks the policy
+// what to do, and applies the decisions through internal/cloud within the API's
+// rate budget, draining a runner before its Droplet is deleted.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/policy"
+)
+
+// Tags every runner Droplet carries: FleetTag marks shoal's Droplets, and
+// PoolTagPrefix+pool names the pool.
+const (
+	FleetTag      = "shoal"
+	PoolTagPrefix = "shoal-pool-"
+)
+
+// Demand is where pending jobs come from (demand.Source against GitLab).
+type Demand interface {
+	Snapshot(ctx context.Context) (demand.Snapshot, error)
+}
+
+// RunnerStatus is what the runner on one Droplet is doing.
+type RunnerStatus struct {
+	// Registered: the runner manager on the Droplet has contacted GitLab.
+	Registered   bool
+	RegisteredAt time.Time
+	// Draining: the runner has been told to stop taking jobs.
+	Draining          bool
+	Running           int
+	LastJobFinishedAt time.Time
+	JobsDone          int
+	// Waiting are jobs the runner holds before it can run them (runners that
+	// accept jobs while their machine boots).
+	Waiting []policy.Job
+}
+
+// Runners is the runner side of the fleet: the emulator's switch in the
+// simulator, SSH to the Droplet in the daemon.
+type Runners interface {
+	// Observe reports the runner of each Droplet, by Droplet ID; a Droplet
+	// missing from the result has no runner registered yet.
+	Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (map[int]RunnerStatus, error)
+	// Drain tells the Droplet's runner to take no new jobs and reports how many
+	// it is still running. It must be idempotent.
+	Drain(ctx context.Context, d cloud.Droplet) (running int, err error)
+}
+
+// Config tunes a Reconciler.
+type Config struct {
+	Pools   []config.Pool
+	Billing config.BillingModel
+	// RequestsPerMinute and RequestsPerHour are shoal's DigitalOcean budget.
+	RequestsPerMinute, RequestsPerHour int
+	// SSHKeys (IDs or fingerprints) go on every runner Droplet.
+	SSHKeys []string
+	// UserData returns the cloud-init for a new Droplet (nil: none).
+	UserData func(pool config.Pool, name string) string
+	// StuckNew, StuckOff and RegisterTimeout bound how long a Droplet may stay
+	// "new", stay "off", or run without its runner registering before it is
+	// reaped. Defaults 10, 10 and 15 minutes.
+	StuckNew, StuckOff, RegisterTimeout time.Duration
+	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
+	// finished after this long, loudly. Zero means never: a job is never killed.
+	DrainHardLimit time.Duration
+	// Seed makes Droplet names reproducible (the simulator); zero picks one at random.
+	Seed   uint64
+	Logger *slog.Logger
+}
+
+// Reconciler applies a policy's decisions to the fleet.
+type Reconciler struct {
+	cloud   cloud.Cloud
+	demand  Demand
+	runners Runners
+	policy  policy.Policy
+	clock   clock.Clock
+	cfg     Config
+	log     *slog.Logger
+	rng     *mrand.Rand
+	budget  budget
+	state   policy.State
+	drainAt map[int]time.Time // when each Droplet's drain began, for DrainHardLimit
+}
+
+// New returns a Reconciler.
+func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, cfg Config) *Reconciler {
+	if cfg.StuckNew == 0 {
+		cfg.StuckNew = 10 * time.Minute
+	}
+	if cfg.StuckOff == 0 {
+		cfg.StuckOff = 10 * time.Minute
+	}
+	if cfg.RegisterTimeout == 0 {
+		cfg.RegisterTimeout = 15 * time.Minute
+	}
+	if cfg.RequestsPerMinute == 0 {
+		cfg.RequestsPerMinute = int(config.APIRequestsPerMinute * config.DefaultRateBudget)
+	}
+	if cfg.RequestsPerHour == 0 {
+		cfg.RequestsPerHour = int(config.APIRequestsPerHour * config.DefaultRateBudget)
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = mrand.Uint64()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
+		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
+		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drainAt: map[int]time.Time{}}
+}
+
+// Report says what one Step saw and did.
+type Report struct {
+	At        time.Time
+	Droplets  int
+	Pending   int
+	Decisions []policy.Decision
+	Created   []cloud.Droplet
+	Drained   []int
+	Deleted   []int
+	// Deferred are actions left for a later Step to stay inside the rate budget.
+	Deferred []string
+	// Requests is how many DigitalOcean requests the Step made.
+	Requests int
+	// Problems are actions that failed; the next Step tries again.
+	Problems []error
+}
+
+// Step reconciles once.
+func (r *Reconciler) Step(ctx context.Context) (Report, error) {
+	now := r.clock.Now()
+	rep := Report{At: now}
+	startReqs := r.cloud.Requests()
+	defer func() {
+		rep.Requests = int(r.cloud.Requests() - startReqs)
+		r.budget.record(now, rep.Requests)
+	}()
+
+	droplets, err := r.cloud.ListDroplets(ctx, FleetTag)
+	if err != nil {
+		return rep, fmt.Errorf("list the fleet: %w", err)
+	}
+	snap, err := r.demand.Snapshot(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+	}
+	status, err := r.runners.Observe(ctx, snap, droplets)
+	if err != nil {
+		return rep, fmt.Errorf("observe runners: %w", err)
+	}
+	rep.Droplets, rep.Pending = len(droplets), len(snap.Pending)
+	// What a create or delete costs now, counting what this Step has spent so far.
+	avail := func() int { return r.budget.available(now) - int(r.cloud.Requests()-startReqs) }
+
+	byID := map[int]cloud.Droplet{}
+	byPool := map[string][]cloud.Droplet{}
+	for _, d := range droplets {
+		byID[d.ID] = d
+		pool := poolOf(d)
+		if _, ok := r.poolConfig(pool); !ok || r.stuck(now, d, status[d.ID]) != "" {
+			// Not the policy's to decide: reap, or retire a pool no longer configured.
+			why := r.stuck(now, d, status[d.ID])
+			if why == "" {
+				why = fmt.Sprintf("pool %q is no longer configured", pool)
+			}
+			r.retire(ctx, &rep, d, status[d.ID], why, avail)
+			continue
+		}
+		byPool[pool] = append(byPool[pool], d)
+	}
+	r.enforceDrainLimit(ctx, &rep, droplets, status, avail)
+
+	ps := policy.Snapshot{Now: now, Billing: r.cfg.Billing}
+	for _, pool := range r.cfg.Pools {
+		pp := policy.Pool{Settings: pool.Effective(now)}
+		for _, j := range snap.Pending {
+			if policy.Covers(pool.Tags, j.Tags) {
+				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, Tags: j.Tags, QueuedAt: j.QueuedAt})
+			}
+		}
+		for _, d := range byPool[pool.Name] {
+			st := status[d.ID]
+			pp.Droplets = append(pp.Droplets, toPolicy(d, st))
+			pp.Waiting = append(pp.Waiting, st.Waiting...)
+		}
+		ps.Pools = append(ps.Pools, pp)
+	}
+	decisions, state := r.policy.Decide(ps, r.state)
+	r.state = state
+	rep.Decisions = decisions
+
+	// Deletes first (they save money), then drains (free), then creates.
+	order := map[policy.Kind]int{policy.Delete: 0, policy.Drain: 1, policy.Create: 2}
+	slices.SortStableFunc(decisions, func(a, b policy.Decision) int { return order[a.Kind] - order[b.Kind] })
+	for _, dec := range decisions {
+		switch dec.Kind {
+		case policy.Delete:
+			d, ok := byID[dec.DropletID]
+			if !ok {
+				continue
+			}
+			r.retire(ctx, &rep, d, status[d.ID], dec.Reason, avail)
+		case policy.Drain:
+			if d, ok := byID[dec.DropletID]; ok {
+				r.drain(ctx, &rep, d, dec.Reason)
+			}
+		case policy.Create:
+			r.create(ctx, &rep, dec, droplets, avail)
+		}
+	}
+	return rep, nil
+}
+
+func poolOf(d cloud.Droplet) string {
+	for _, t := range d.Tags {
+		if p, ok := strings.CutPrefix(t, PoolTagPrefix); ok {
+			return p
+		}
+	}
+	return ""
+}
+
+func (r *Reconciler) poolConfig(name string) (config.Pool, bool) {
+	for _, p := range r.cfg.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return config.Pool{}, false
+}
+
+// stuck says why a Droplet should be reaped, or "" when it should not.
+func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) string {
+	age := now.Sub(d.Created)
+	switch {
+	case d.Status == "new" && age > r.cfg.StuckNew:
+		return fmt.Sprintf("stuck in new for %s", age.Round(time.Second))
+	case d.Status == "off" && age > r.cfg.StuckOff && st.Running == 0:
+		return "powered off, and billed all the same"
+	case d.Status == "active" && !st.Registered && age > r.cfg.RegisterTimeout:
+		return fmt.Sprintf("its runner never registered in %s: check the pool's image and user data", age.Round(time.Second))
+	}
+	return ""
+}
+
+func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {
+	pd := policy.Droplet{ID: d.ID, Name: d.Name, CreatedAt: d.Created, ReadyAt: st.RegisteredAt,
+		RunningJobs: st.Running, LastJobFinishedAt: st.LastJobFinishedAt, JobsDone: st.JobsDone}
+	switch {
+	case d.Status == "new" || !st.Registered:
+		pd.State = policy.Booting
+	case st.Draining:
+		pd.State = policy.Draining
+	default:
+		pd.State = policy.Ready
+	}
+	return pd
+}
+
+func (r *Reconciler) drain(ctx context.Context, rep *Report, d cloud.Droplet, why string) (running int, err error) {
+	running, err = r.runners.Drain(ctx, d)
+	if err != nil {
+		rep.Problems = append(rep.Problems, fmt.Errorf("drain %s: %w", d.Name, err))
+		return 0, err
+	}
+	if _, ok := r.drainAt[d.ID]; !ok {
+		r.drainAt[d.ID] = r.clock.Now()
+		rep.Drained = append(rep.Drained, d.ID)
+		r.log.Info("draining runner", "droplet", d.Name, "running_jobs", running, "reason", why)
+	}
+	return running, nil
+}
+
+// retire deletes a Droplet once its runner is drained and idle; a Droplet
+// still running jobs is drained and left for a later Step. Never kill a job.
+func (r *Reconciler) retire(ctx context.Context, rep *Report, d cloud.Droplet, st RunnerStatus, why string, avail func() int) {
+	running := st.Running
+	if st.Registered {
+		var err error
+		if running, err = r.drain(ctx, rep, d, why); err != nil {
+			return
+		}
+	}
+	if running > 0 {
+		return
+	}
+	r.delete(ctx, rep, d, why, avail)
+}
+
+func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, why string, avail func() int) {
+	if avail() < 1 {
+		rep.Deferred = append(rep.Deferred, "delete "+d.Name)
+		return
+	}
+	if err := r.cloud.DeleteDroplet(ctx, d.ID); err != nil {
+		rep.Problems = append(rep.Problems, err)
+		return
+	}
+	delete(r.drainAt, d.ID)
+	rep.Deleted = append(rep.Deleted, d.ID)
+	r.log.Info("deleted droplet", "droplet", d.Name, "reason", why)
+}
+
+// enforceDrainLimit deletes Droplets drained longer than the hard limit, jobs or not.
+func (r *Reconciler) enforceDrainLimit(ctx context.Context, rep *Report, ds []cloud.Droplet, status map[int]RunnerStatus, avail func() int) {
+	if r.cfg.DrainHardLimit <= 0 {
+		return
+	}
+	for _, d := range ds {
+		since, ok := r.drainAt[d.ID]
+		if !ok || r.clock.Since(since) < r.cfg.DrainHardLimit || status[d.ID].Running == 0 {
+			continue
+		}
+		r.log.Warn("deleting a draining droplet with jobs still running: the drain hard limit has passed",
+			"droplet", d.Name, "running_jobs", status[d.ID].Running, "draining_for", r.clock.Since(since).Round(time.Second))
+		r.delete(ctx, rep, d, "drain hard limit passed", avail)
+	}
+}
+
+func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decision, existing []cloud.Droplet, avail func() int) {
+	pool, ok := r.poolConfig(dec.Pool)
+	if !ok || dec.Count <= 0 {
+		return
+	}
+	count := min(dec.Count, avail()*10) // ten per request
+	if count < dec.Count {
+		rep.Deferred = append(rep.Deferred, fmt.Sprintf("create %d in pool %s", dec.Count-count, dec.Pool))
+	}
+	if count <= 0 {
+		return
+	}
+	names := r.names(pool.Name, count, existing)
+	spec := cloud.DropletSpec{Region: pool.Region, Size: pool.Size, Image: pool.Image, SSHKeys: r.cfg.SSHKeys,
+		Tags: []string{FleetTag, PoolTagPrefix + pool.Name}}
+	if r.cfg.UserData != nil {
+		// One request makes many Droplets with the same user data, so it cannot
+		// carry a name; the runner reads its name from the metadata service.
+		spec.UserData = r.cfg.UserData(pool, "")
+	}
+	made, err := r.cloud.CreateDroplets(ctx, spec, names)
+	rep.Created = append(rep.Created, made...)
+	if err != nil {
+		rep.Problems = append(rep.Problems, err)
+		if errors.Is(err, cloud.ErrRateLimited) {
+			r.budget.record(r.clock.Now(), r.budget.perMinute) // back off for the rest of the minute
+		}
+	}
+	r.log.Info("created droplets", "pool", pool.Name, "count", len(made), "reason", dec.Reason)
+}
+
+// names returns count new names shoal-<pool>-<random>, unused in the fleet.
+func (r *Reconciler) names(pool string, count int, existing []cloud.Droplet) []string {
+	used := map[string]bool{}
+	for _, d := range existing {
+		used[d.Name] = true
+	}
+	out := make([]string, 0, count)
+	for len(out) < count {
+		n := fmt.Sprintf("shoal-%s-%08x", pool, r.rng.Uint32())
+		if !used[n] {
+			used[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
