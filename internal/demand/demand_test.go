@@ -240,11 +240,33 @@ func TestSnapshotInProcessTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.pipeline(t, w.web, 120, time.Minute, "docker")
+	// Stage 1 becomes pending when stage 0 ends, at a time set by the
+	// manager's tick: queue times are not on whole seconds.
+	for range 60 {
+		if _, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
+			{Jobs: []glemu.JobSpec{{Duration: 1700 * time.Millisecond, Tags: []string{"docker"}}}},
+			{Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}, {Duration: time.Minute, Tags: []string{"docker"}}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.gl.RegisterManager(w.docker.Token, "s_big", glemu.ManagerOptions{Capacity: 100}); err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Advance(7 * time.Second)
 	src, _ := demand.NewSource(c, demand.Config{Projects: []string{"acme/web"}, RunnerIDs: []int64{w.docker.ID}}, w.clk)
 	snap, err := src.Snapshot(context.Background())
-	if err != nil || len(snap.Pending) != 120 {
-		t.Fatalf("pending = %d, %v; want 120", len(snap.Pending), err)
+	if err != nil || len(snap.Pending) != 20 {
+		t.Fatalf("pending = %d, %v; want 20 (120 stage-1 jobs, 100 of them taken)", len(snap.Pending), err)
+	}
+	truth := w.gl.PendingJobs()
+	for i, j := range snap.Pending {
+		if j.ID != truth[i].ID || !j.QueuedAt.Equal(truth[i].QueuedAt) || j.QueuedAt.Nanosecond() == 0 {
+			t.Fatalf("pending[%d] = job %d queued %v, want job %d queued %v", i, j.ID, j.QueuedAt, truth[i].ID, truth[i].QueuedAt)
+		}
+	}
+	if n := len(snap.RunningBySystemID["s_big"]); n != 100 {
+		t.Errorf("s_big runs %d jobs, want 100", n)
 	}
 }
 

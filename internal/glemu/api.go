@@ -52,7 +52,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
-		// Grape's answer to a route it does not know.
+		// Grape's answers: 405 for a known route and another method, 404 otherwise.
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		if _, p := s.mux.Handler(get); p != "" && r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "405 Not Allowed"})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 		return
 	}

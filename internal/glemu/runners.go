@@ -151,15 +151,13 @@ func (s *Server) RegisterManager(token, systemID string, opts ManagerOptions) er
 		return fmt.Errorf("register manager %s: capacity %d and check interval %v must be positive", systemID, opts.Capacity, opts.CheckInterval)
 	}
 	s.lastID.manager++
-	h := fnv.New64a()
-	h.Write([]byte(systemID))
 	m := &manager{
 		id:        s.lastID.manager,
 		runner:    r,
 		systemID:  systemID,
 		capacity:  opts.Capacity,
 		interval:  opts.CheckInterval,
-		phase:     time.Duration(h.Sum64() % uint64(opts.CheckInterval)), // staggered, deterministically
+		phase:     phase(systemID, opts.CheckInterval),
 		booting:   opts.Booting,
 		createdAt: s.clk.Now(),
 	}
@@ -280,6 +278,19 @@ type pollTimer struct {
 	timer clock.Timer
 	at    time.Time
 	gen   uint64
+}
+
+// phase staggers managers' ticks deterministically, by a hash of the
+// system_id, in whole milliseconds (the API's time resolution) when the
+// interval allows.
+func phase(systemID string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(systemID))
+	unit := time.Millisecond
+	if interval < 10*time.Millisecond {
+		unit = 1
+	}
+	return time.Duration(h.Sum64()%uint64(interval/unit)) * unit
 }
 
 func (m *manager) hungry() bool { return !m.paused && len(m.running) < m.capacity }
