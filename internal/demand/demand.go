@@ -193,7 +193,7 @@ func (s *Source) projects(ctx context.Context, now time.Time) ([]int64, error) {
 		if _, ok := s.resolved[key]; !ok {
 			proj, _, err := s.c.Projects.GetProject(p, nil, gitlab.WithContext(ctx))
 			if err != nil {
-				return nil, fmt.Errorf("read project %s: %w", p, err)
+				return nil, fmt.Errorf("read project %s: %w", p, hint(err))
 			}
 			s.resolved[key] = []int64{proj.ID}
 		}
@@ -223,7 +223,7 @@ func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error)
 	for {
 		ps, resp, err := s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("list projects of group %s: %w", g, err)
+			return nil, fmt.Errorf("list projects of group %s: %w", g, hint(err))
 		}
 		for _, p := range ps {
 			ids = append(ids, p.ID)
@@ -245,7 +245,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	for {
 		jobs, resp, err := s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
+			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, hint(err))
 		}
 		for _, j := range jobs {
 			pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
@@ -290,7 +290,7 @@ func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error
 		var page []apiManager
 		resp, err := s.c.Do(req, &page)
 		if err != nil {
-			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
+			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, hint(err))
 		}
 		for _, m := range page {
 			mm := Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
@@ -349,7 +349,7 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 		var page []runnerJob
 		resp, err := s.c.Do(req, &page)
 		if err != nil {
-			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
+			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, hint(err))
 		}
 		for _, j := range page {
 			sys := systemID
@@ -380,4 +380,18 @@ func withQuery(key, value string) gitlab.RequestOptionFunc {
 		req.URL.RawQuery = q.Encode()
 		return nil
 	}
+}
+
+// hint adds what to do to the GitLab errors people can fix themselves.
+func hint(err error) error {
+	var er *gitlab.ErrorResponse
+	switch {
+	case errors.Is(err, gitlab.ErrNotFound):
+		return fmt.Errorf("%w (check the ID or path, and that the token's user can see it)", err)
+	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%w (GitLab refused the token: check GITLAB_TOKEN)", err)
+	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w (the token lacks access: it needs the read_api scope, and owner or maintainer access to the runners)", err)
+	}
+	return err
 }

@@ -215,8 +215,8 @@ func TestSnapshotErrors(t *testing.T) {
 	}
 	_, err = src.Snapshot(ctx)
 	var er *gitlab.ErrorResponse
-	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "project 1") {
-		t.Errorf("bad token: err = %v, want a 401 naming project 1", err)
+	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "project 1") || !strings.Contains(err.Error(), "GITLAB_TOKEN") {
+		t.Errorf("bad token: err = %v, want a 401 naming project 1 and GITLAB_TOKEN", err)
 	}
 
 	src, _ = demand.NewSource(w.client(t, token), demand.Config{Groups: []string{"nope"}}, w.clk)
