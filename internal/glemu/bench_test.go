@@ -60,3 +60,29 @@ func benchmarkWeek(b *testing.B, withHook bool) {
 
 func BenchmarkTeamWeekFixedFleet(b *testing.B)         { benchmarkWeek(b, false) }
 func BenchmarkTeamWeekFixedFleetWithHook(b *testing.B) { benchmarkWeek(b, true) }
+
+// BenchmarkNightlyManyManagers replays nightly.csv, whose 02:00 pipeline
+// queues ~200 jobs at once, on 300 one-slot managers: the cost of choosing
+// who polls when the fleet is large.
+func BenchmarkNightlyManyManagers(b *testing.B) {
+	tr, err := trace.ParseFile("../trace/testdata/nightly.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		s, clk := newEmu(b)
+		pid := must[int64](b)(s.AddProject("app", 0))
+		r := must[glemu.Runner](b)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker", "large"}}))
+		for i := range 300 {
+			check(b, s.RegisterManager(r.Token, fmt.Sprintf("s_%03d", i), glemu.ManagerOptions{Capacity: 1}))
+		}
+		for _, p := range tr.Pipelines {
+			clk.AdvanceTo(start.Add(p.CreatedAt))
+			must[glemu.PipelineRef](b)(s.CreatePipeline(pid, glemu.PipelineStages(p)))
+		}
+		runUntilIdle(b, clk)
+		if c := s.Counts(); c.Success != tr.Jobs() {
+			b.Fatalf("counts = %+v", c)
+		}
+	}
+}
