@@ -156,6 +156,15 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		}
 		snap.Managers = append(snap.Managers, managers...)
 		running, err := s.running(ctx, rid, "")
+		if errors.Is(err, errNoRunnerManager) {
+			// This GitLab does not say which manager runs a job: ask per manager.
+			running = map[string][]RunningJob{}
+			for _, m := range managers {
+				if running[m.SystemID], err = s.RunningJobs(ctx, rid, m.SystemID); err != nil {
+					break
+				}
+			}
+		}
 		if err != nil {
 			return Snapshot{}, err
 		}
@@ -355,7 +364,7 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 			sys := systemID
 			if sys == "" {
 				if j.RunnerManager == nil {
-					return nil, fmt.Errorf("running job %d of runner %d has no runner_manager: GitLab older than 16.x? Query per manager with RunningJobs", j.ID, runnerID)
+					return nil, errNoRunnerManager
 				}
 				sys = j.RunnerManager.SystemID
 			}
@@ -371,6 +380,9 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 		opt.Page = resp.NextPage
 	}
 }
+
+// errNoRunnerManager: a job listing without runner_manager cannot be split by manager.
+var errNoRunnerManager = errors.New("job entities have no runner_manager")
 
 // withQuery adds a query parameter client-go's options type does not know.
 func withQuery(key, value string) gitlab.RequestOptionFunc {

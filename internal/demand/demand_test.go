@@ -3,6 +3,7 @@ package demand_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -34,10 +35,13 @@ type world struct {
 	api    int64 // project in acme/backend
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, glemu.Options{}) }
+
+func newWorldWith(t *testing.T, opts glemu.Options) *world {
 	t.Helper()
 	clk := clock.NewVirtual(start)
-	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
+	opts.Clock, opts.Tokens, opts.Logger = clk, []string{token}, slog.New(slog.DiscardHandler)
+	gl := glemu.New(opts)
 	t.Cleanup(gl.Close)
 	srv := httptest.NewServer(gl)
 	t.Cleanup(srv.Close)
@@ -286,5 +290,32 @@ func TestCovers(t *testing.T) {
 	}
 	if k := demand.TagKey([]string{"large", "docker", "docker"}); k != "docker;large" {
 		t.Errorf("TagKey = %q", k)
+	}
+}
+
+// A GitLab whose job entities lack runner_manager is asked manager by manager.
+func TestSnapshotWithoutRunnerManager(t *testing.T) {
+	for _, omit := range []bool{false, true} {
+		w := newWorldWith(t, glemu.Options{NoRunnerManagerInJobs: omit})
+		w.pipeline(t, w.web, 9, time.Hour, "docker")
+		for i, capacity := range []int{1, 2, 3} {
+			if err := w.gl.RegisterManager(w.docker.Token, fmt.Sprintf("s_%d", i), glemu.ManagerOptions{Capacity: capacity}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.clk.Advance(3 * time.Second)
+		src, _ := demand.NewSource(w.client(t, token), demand.Config{Projects: []string{"1"}, RunnerIDs: []int64{w.docker.ID}}, w.clk)
+		snap, err := src.Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if n := len(snap.RunningBySystemID[fmt.Sprintf("s_%d", i)]); n != i+1 {
+				t.Errorf("runner_manager omitted %v: s_%d runs %d jobs, want %d", omit, i, n, i+1)
+			}
+		}
+		if len(snap.Pending) != 3 {
+			t.Errorf("runner_manager omitted %v: %d pending, want 3", omit, len(snap.Pending))
+		}
 	}
 }

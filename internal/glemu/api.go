@@ -482,8 +482,10 @@ func (s *Server) apiJob(j *job, now time.Time) apiJob {
 	}
 	if m := j.manager; m != nil {
 		a.Runner = s.apiJobRunner(m.runner, now)
-		mm := s.apiManager(m, now)
-		a.RunnerManager = &mm
+		if !s.noRunnerManager {
+			mm := s.apiManager(m, now)
+			a.RunnerManager = &mm
+		}
 	}
 	return a
 }
@@ -860,12 +862,10 @@ func (s *Server) listManagers(w http.ResponseWriter, r *http.Request) {
 	paginate(w, r, out)
 }
 
-var runnerJobStatuses = []string{StatusRunning, StatusSuccess, StatusFailed, "canceled"}
-
 func (s *Server) listRunnerJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	status := q.Get("status")
-	if status != "" && !slices.Contains(runnerJobStatuses, status) {
+	if status != "" && !slices.Contains(jobScopes, status) {
 		badRequest(w, "status does not have a valid value")
 		return
 	}

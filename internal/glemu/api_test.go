@@ -315,8 +315,11 @@ func TestAPIPipelinesAndRunners(t *testing.T) {
 	if len(running("s_none")) != 0 {
 		t.Error("jobs listed for an unknown system_id")
 	}
-	if _, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("pending")}); err == nil {
-		t.Error("runner jobs with status=pending accepted; GitLab answers 400")
+	if js, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("pending")}); err != nil || len(js) != 0 {
+		t.Errorf("runner jobs with status=pending: %d jobs, %v; want none (a runner has no pending jobs)", len(js), err)
+	}
+	if _, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("bogus")}); err == nil {
+		t.Error("runner jobs with status=bogus accepted; GitLab answers 400")
 	}
 }
 
