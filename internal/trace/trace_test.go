@@ -56,6 +56,9 @@ func TestParseSharedTraces(t *testing.T) {
 			if got := tr.JobTime(); got != tt.jobTime {
 				t.Errorf("job time = %v, want %v", got, tt.jobTime)
 			}
+			if got, want := tr.JobSeconds(), tt.jobTime.Seconds(); got != want {
+				t.Errorf("job-seconds = %.1f, want %.1f", got, want)
+			}
 			peak, at := tr.ZeroWaitPeak()
 			if peak != tt.peak {
 				t.Errorf("zero-wait peak = %d, want %d", peak, tt.peak)
