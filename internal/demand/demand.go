@@ -156,6 +156,15 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		}
 		snap.Managers = append(snap.Managers, managers...)
 		running, err := s.running(ctx, rid, "")
+		if errors.Is(err, errNoRunnerManager) {
+			// This GitLab does not say which manager runs a job: ask per manager.
+			running = map[string][]RunningJob{}
+			for _, m := range managers {
+				if running[m.SystemID], err = s.RunningJobs(ctx, rid, m.SystemID); err != nil {
+					break
+				}
+			}
+		}
 		if err != nil {
 			return Snapshot{}, err
 		}
@@ -193,7 +202,7 @@ func (s *Source) projects(ctx context.Context, now time.Time) ([]int64, error) {
 		if _, ok := s.resolved[key]; !ok {
 			proj, _, err := s.c.Projects.GetProject(p, nil, gitlab.WithContext(ctx))
 			if err != nil {
-				return nil, fmt.Errorf("read project %s: %w", p, err)
+				return nil, fmt.Errorf("read project %s: %w", p, hint(err))
 			}
 			s.resolved[key] = []int64{proj.ID}
 		}
@@ -223,7 +232,7 @@ func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error)
 	for {
 		ps, resp, err := s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("list projects of group %s: %w", g, err)
+			return nil, fmt.Errorf("list projects of group %s: %w", g, hint(err))
 		}
 		for _, p := range ps {
 			ids = append(ids, p.ID)
@@ -245,7 +254,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	for {
 		jobs, resp, err := s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
+			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, hint(err))
 		}
 		for _, j := range jobs {
 			pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
@@ -290,7 +299,7 @@ func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error
 		var page []apiManager
 		resp, err := s.c.Do(req, &page)
 		if err != nil {
-			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
+			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, hint(err))
 		}
 		for _, m := range page {
 			mm := Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
@@ -349,13 +358,13 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 		var page []runnerJob
 		resp, err := s.c.Do(req, &page)
 		if err != nil {
-			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
+			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, hint(err))
 		}
 		for _, j := range page {
 			sys := systemID
 			if sys == "" {
 				if j.RunnerManager == nil {
-					return nil, fmt.Errorf("running job %d of runner %d has no runner_manager: GitLab older than 16.x? Query per manager with RunningJobs", j.ID, runnerID)
+					return nil, errNoRunnerManager
 				}
 				sys = j.RunnerManager.SystemID
 			}
@@ -372,6 +381,9 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 	}
 }
 
+// errNoRunnerManager: a job listing without runner_manager cannot be split by manager.
+var errNoRunnerManager = errors.New("job entities have no runner_manager")
+
 // withQuery adds a query parameter client-go's options type does not know.
 func withQuery(key, value string) gitlab.RequestOptionFunc {
 	return func(req *retryablehttp.Request) error {
@@ -380,4 +392,18 @@ func withQuery(key, value string) gitlab.RequestOptionFunc {
 		req.URL.RawQuery = q.Encode()
 		return nil
 	}
+}
+
+// hint adds what to do to the GitLab errors people can fix themselves.
+func hint(err error) error {
+	var er *gitlab.ErrorResponse
+	switch {
+	case errors.Is(err, gitlab.ErrNotFound):
+		return fmt.Errorf("%w (check the ID or path, and that the token's user can see it)", err)
+	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%w (GitLab refused the token: check GITLAB_TOKEN)", err)
+	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w (the token lacks access: it needs the read_api scope, and owner or maintainer access to the runners)", err)
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package demand_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -34,10 +35,13 @@ type world struct {
 	api    int64 // project in acme/backend
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, glemu.Options{}) }
+
+func newWorldWith(t *testing.T, opts glemu.Options) *world {
 	t.Helper()
 	clk := clock.NewVirtual(start)
-	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
+	opts.Clock, opts.Tokens, opts.Logger = clk, []string{token}, slog.New(slog.DiscardHandler)
+	gl := glemu.New(opts)
 	t.Cleanup(gl.Close)
 	srv := httptest.NewServer(gl)
 	t.Cleanup(srv.Close)
@@ -215,8 +219,8 @@ func TestSnapshotErrors(t *testing.T) {
 	}
 	_, err = src.Snapshot(ctx)
 	var er *gitlab.ErrorResponse
-	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "project 1") {
-		t.Errorf("bad token: err = %v, want a 401 naming project 1", err)
+	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "project 1") || !strings.Contains(err.Error(), "GITLAB_TOKEN") {
+		t.Errorf("bad token: err = %v, want a 401 naming project 1 and GITLAB_TOKEN", err)
 	}
 
 	src, _ = demand.NewSource(w.client(t, token), demand.Config{Groups: []string{"nope"}}, w.clk)
@@ -240,11 +244,33 @@ func TestSnapshotInProcessTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.pipeline(t, w.web, 120, time.Minute, "docker")
+	// Stage 1 becomes pending when stage 0 ends, at a time set by the
+	// manager's tick: queue times are not on whole seconds.
+	for range 60 {
+		if _, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
+			{Jobs: []glemu.JobSpec{{Duration: 1700 * time.Millisecond, Tags: []string{"docker"}}}},
+			{Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}, {Duration: time.Minute, Tags: []string{"docker"}}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.gl.RegisterManager(w.docker.Token, "s_big", glemu.ManagerOptions{Capacity: 100}); err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Advance(7 * time.Second)
 	src, _ := demand.NewSource(c, demand.Config{Projects: []string{"acme/web"}, RunnerIDs: []int64{w.docker.ID}}, w.clk)
 	snap, err := src.Snapshot(context.Background())
-	if err != nil || len(snap.Pending) != 120 {
-		t.Fatalf("pending = %d, %v; want 120", len(snap.Pending), err)
+	if err != nil || len(snap.Pending) != 20 {
+		t.Fatalf("pending = %d, %v; want 20 (120 stage-1 jobs, 100 of them taken)", len(snap.Pending), err)
+	}
+	truth := w.gl.PendingJobs()
+	for i, j := range snap.Pending {
+		if j.ID != truth[i].ID || !j.QueuedAt.Equal(truth[i].QueuedAt) || j.QueuedAt.Nanosecond() == 0 {
+			t.Fatalf("pending[%d] = job %d queued %v, want job %d queued %v", i, j.ID, j.QueuedAt, truth[i].ID, truth[i].QueuedAt)
+		}
+	}
+	if n := len(snap.RunningBySystemID["s_big"]); n != 100 {
+		t.Errorf("s_big runs %d jobs, want 100", n)
 	}
 }
 
@@ -264,5 +290,32 @@ func TestCovers(t *testing.T) {
 	}
 	if k := demand.TagKey([]string{"large", "docker", "docker"}); k != "docker;large" {
 		t.Errorf("TagKey = %q", k)
+	}
+}
+
+// A GitLab whose job entities lack runner_manager is asked manager by manager.
+func TestSnapshotWithoutRunnerManager(t *testing.T) {
+	for _, omit := range []bool{false, true} {
+		w := newWorldWith(t, glemu.Options{NoRunnerManagerInJobs: omit})
+		w.pipeline(t, w.web, 9, time.Hour, "docker")
+		for i, capacity := range []int{1, 2, 3} {
+			if err := w.gl.RegisterManager(w.docker.Token, fmt.Sprintf("s_%d", i), glemu.ManagerOptions{Capacity: capacity}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.clk.Advance(3 * time.Second)
+		src, _ := demand.NewSource(w.client(t, token), demand.Config{Projects: []string{"1"}, RunnerIDs: []int64{w.docker.ID}}, w.clk)
+		snap, err := src.Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if n := len(snap.RunningBySystemID[fmt.Sprintf("s_%d", i)]); n != i+1 {
+				t.Errorf("runner_manager omitted %v: s_%d runs %d jobs, want %d", omit, i, n, i+1)
+			}
+		}
+		if len(snap.Pending) != 3 {
+			t.Errorf("runner_manager omitted %v: %d pending, want 3", omit, len(snap.Pending))
+		}
 	}
 }

@@ -52,7 +52,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
-		// Grape's answer to a route it does not know.
+		// Grape's answers: 405 for a known route and another method, 404 otherwise.
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		if _, p := s.mux.Handler(get); p != "" && r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "405 Not Allowed"})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 		return
 	}
@@ -475,8 +482,10 @@ func (s *Server) apiJob(j *job, now time.Time) apiJob {
 	}
 	if m := j.manager; m != nil {
 		a.Runner = s.apiJobRunner(m.runner, now)
-		mm := s.apiManager(m, now)
-		a.RunnerManager = &mm
+		if !s.noRunnerManager {
+			mm := s.apiManager(m, now)
+			a.RunnerManager = &mm
+		}
 	}
 	return a
 }
@@ -853,12 +862,10 @@ func (s *Server) listManagers(w http.ResponseWriter, r *http.Request) {
 	paginate(w, r, out)
 }
 
-var runnerJobStatuses = []string{StatusRunning, StatusSuccess, StatusFailed, "canceled"}
-
 func (s *Server) listRunnerJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	status := q.Get("status")
-	if status != "" && !slices.Contains(runnerJobStatuses, status) {
+	if status != "" && !slices.Contains(jobScopes, status) {
 		badRequest(w, "status does not have a valid value")
 		return
 	}

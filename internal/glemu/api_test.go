@@ -94,7 +94,11 @@ func TestAPIAuthAnd404Bodies(t *testing.T) {
 	defer srv.Close()
 
 	get := func(path, token string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		method := http.MethodGet
+		if m, p, ok := strings.Cut(path, " "); ok {
+			method, path = m, p
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
 		if token != "" {
 			req.Header.Set("PRIVATE-TOKEN", token)
 		}
@@ -119,6 +123,9 @@ func TestAPIAuthAnd404Bodies(t *testing.T) {
 		{"/api/v4/projects/1/pipelines/7", "glpat-test", 404, `{"message":"404 Not Found"}`},
 		{"/api/v4/nothing/here", "glpat-test", 404, `{"error":"404 Not Found"}`},
 		{"/api/v4/projects/1/jobs?scope[]=bogus", "glpat-test", 400, `{"error":"scope does not have a valid value"}`},
+		{"POST /api/v4/projects/1", "glpat-test", 405, `{"error":"405 Not Allowed"}`},
+		{"DELETE /api/v4/nothing", "glpat-test", 404, `{"error":"404 Not Found"}`},
+		{"/projects/1", "glpat-test", 404, `{"error":"404 Not Found"}`},
 	}
 	for _, tt := range tests {
 		code, body := get(tt.path, tt.token)
@@ -308,8 +315,11 @@ func TestAPIPipelinesAndRunners(t *testing.T) {
 	if len(running("s_none")) != 0 {
 		t.Error("jobs listed for an unknown system_id")
 	}
-	if _, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("pending")}); err == nil {
-		t.Error("runner jobs with status=pending accepted; GitLab answers 400")
+	if js, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("pending")}); err != nil || len(js) != 0 {
+		t.Errorf("runner jobs with status=pending: %d jobs, %v; want none (a runner has no pending jobs)", len(js), err)
+	}
+	if _, _, err := c.Runners.ListRunnerJobs(r.ID, &gitlab.ListRunnerJobsOptions{Status: gitlab.Ptr("bogus")}); err == nil {
+		t.Error("runner jobs with status=bogus accepted; GitLab answers 400")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/glemu"
 	"github.com/shoalci/shoal/internal/trace"
 )
@@ -15,9 +16,9 @@ import (
 // ten 4-slot docker managers and two 2-slot docker;large managers.
 func replayWeek(b testing.TB, tr *trace.Trace, withHook bool) []glemu.JobInfo {
 	s, clk := newEmu(b)
+	hooks := 0
 	if withHook {
-		pending := 0
-		check(b, s.AddJobHook(glemu.HookConfig{Secret: "x", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { pending++ })}))
+		check(b, s.AddJobHook(glemu.HookConfig{Secret: "x", Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hooks++ })}))
 	}
 	pid := must[int64](b)(s.AddProject("app", 0))
 	docker := must[glemu.Runner](b)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
@@ -28,12 +29,20 @@ func replayWeek(b testing.TB, tr *trace.Trace, withHook bool) []glemu.JobInfo {
 	for i := range 2 {
 		check(b, s.RegisterManager(large.Token, fmt.Sprintf("s_large%02d", i), glemu.ManagerOptions{Capacity: 2}))
 	}
+	replay(b, s, clk, pid, tr)
+	if withHook && hooks != 4*tr.Jobs() {
+		b.Fatalf("%d hooks, want 4 per job (created, pending, running, success)", hooks)
+	}
+	return s.Jobs()
+}
+
+// replay creates the trace's pipelines at their times and runs until every job is done.
+func replay(tb testing.TB, s *glemu.Server, clk *clock.Virtual, pid int64, tr *trace.Trace) {
 	for _, p := range tr.Pipelines {
 		clk.AdvanceTo(start.Add(p.CreatedAt))
-		must[glemu.PipelineRef](b)(s.CreatePipeline(pid, glemu.PipelineStages(p)))
+		must[glemu.PipelineRef](tb)(s.CreatePipeline(pid, glemu.PipelineStages(p)))
 	}
-	runUntilIdle(b, clk)
-	return s.Jobs()
+	runUntilIdle(tb, clk)
 }
 
 func benchmarkWeek(b *testing.B, withHook bool) {
@@ -60,3 +69,25 @@ func benchmarkWeek(b *testing.B, withHook bool) {
 
 func BenchmarkTeamWeekFixedFleet(b *testing.B)         { benchmarkWeek(b, false) }
 func BenchmarkTeamWeekFixedFleetWithHook(b *testing.B) { benchmarkWeek(b, true) }
+
+// BenchmarkNightlyManyManagers replays nightly.csv, whose 02:00 pipeline
+// queues ~200 jobs at once, on 300 one-slot managers: the cost of choosing
+// who polls when the fleet is large.
+func BenchmarkNightlyManyManagers(b *testing.B) {
+	tr, err := trace.ParseFile("../trace/testdata/nightly.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		s, clk := newEmu(b)
+		pid := must[int64](b)(s.AddProject("app", 0))
+		r := must[glemu.Runner](b)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker", "large"}}))
+		for i := range 300 {
+			check(b, s.RegisterManager(r.Token, fmt.Sprintf("s_%03d", i), glemu.ManagerOptions{Capacity: 1}))
+		}
+		replay(b, s, clk, pid, tr)
+		if c := s.Counts(); c.Success != tr.Jobs() {
+			b.Fatalf("counts = %+v", c)
+		}
+	}
+}

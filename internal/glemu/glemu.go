@@ -52,6 +52,9 @@ type Options struct {
 	ExternalURL string
 	// Logger reports webhook delivery problems. Default: slog.Default().
 	Logger *slog.Logger
+	// NoRunnerManagerInJobs leaves runner_manager out of job entities, as
+	// GitLab versions before it was added do, for testing clients' fallbacks.
+	NoRunnerManagerInJobs bool
 }
 
 // Server is the emulated GitLab. It is an http.Handler serving /api/v4/...;
@@ -64,6 +67,8 @@ type Server struct {
 	extURL string
 	log    *slog.Logger
 	mux    *http.ServeMux
+
+	noRunnerManager bool
 
 	groups     map[int64]*group
 	groupList  []*group
@@ -101,16 +106,18 @@ func New(opts Options) *Server {
 		ext = "https://gitlab.example.com"
 	}
 	s := &Server{
-		clk:       clk,
-		epoch:     clk.Now(),
-		tokens:    map[string]bool{},
-		extURL:    ext,
-		log:       cmp.Or(opts.Logger, slog.Default()),
-		groups:    map[int64]*group{},
-		projects:  map[int64]*project{},
-		pipelines: map[int64]*pipeline{},
-		runners:   map[int64]*runner{},
-		tagSets:   map[string]*tagSet{},
+		clk:    clk,
+		epoch:  clk.Now(),
+		tokens: map[string]bool{},
+		extURL: ext,
+		log:    cmp.Or(opts.Logger, slog.Default()),
+
+		noRunnerManager: opts.NoRunnerManagerInJobs,
+		groups:          map[int64]*group{},
+		projects:        map[int64]*project{},
+		pipelines:       map[int64]*pipeline{},
+		runners:         map[int64]*runner{},
+		tagSets:         map[string]*tagSet{},
 	}
 	for _, t := range opts.Tokens {
 		s.tokens[t] = true

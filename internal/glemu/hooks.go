@@ -42,7 +42,7 @@ type hook struct {
 	done   chan struct{}
 }
 
-// AddJobHook registers a Job Hook receiver. Close stops URL deliveries.
+// AddJobHook registers a Job Hook receiver. Close removes all receivers.
 func (s *Server) AddJobHook(cfg HookConfig) error {
 	if (cfg.Handler == nil) == (cfg.URL == "") {
 		return fmt.Errorf("job hook: set exactly one of Handler and URL")
@@ -62,7 +62,8 @@ func (s *Server) AddJobHook(cfg HookConfig) error {
 	return nil
 }
 
-// Close stops delivering URL webhooks; queued ones are dropped.
+// Close stops delivering webhooks and waits for URL deliveries in flight;
+// queued ones are dropped.
 func (s *Server) Close() {
 	s.mu.Lock()
 	hooks := s.hooks

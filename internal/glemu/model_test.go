@@ -1,8 +1,11 @@
 package glemu_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,5 +377,59 @@ func TestCreateErrors(t *testing.T) {
 	}
 	if err := s.RegisterManager("glrt-nope", "s_1", glemu.ManagerOptions{}); err == nil {
 		t.Error("manager with an unknown token accepted")
+	}
+}
+
+// The Go API is safe from many goroutines while the clock runs: no job is lost
+// or counted twice.
+func TestConcurrentGoAPI(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	var seen atomic.Int64
+	s.Observe(func(glemu.Event) { seen.Add(1) })
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			sys := fmt.Sprintf("s_%d", g)
+			for i := range 50 {
+				if _, err := s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(2, time.Duration(1+i%7)*time.Second, "docker")}}); err != nil {
+					t.Error(err)
+					return
+				}
+				switch i % 10 {
+				case 0:
+					if err := s.RegisterManager(r.Token, sys, glemu.ManagerOptions{Capacity: 2}); err != nil {
+						t.Error(err)
+					}
+				case 3:
+					_ = s.Pause(r.Token, sys)
+				case 5:
+					_ = s.Resume(r.Token, sys)
+				case 8:
+					_ = s.Unregister(r.Token, sys)
+				}
+				_ = s.Counts()
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 2000 {
+			clk.Advance(time.Second)
+		}
+	})
+	wg.Wait()
+	check(t, s.RegisterManager(r.Token, "s_final", glemu.ManagerOptions{Capacity: 8}))
+	runUntilIdle(t, clk)
+	c := s.Counts()
+	if total := c.Created + c.Pending + c.Running + c.Success + c.Failed + c.Skipped; total != 400 {
+		t.Errorf("counts %+v add up to %d jobs, want 400", c, total)
+	}
+	if c.Pending+c.Running+c.Created != 0 || c.Success+c.Failed != 400 {
+		t.Errorf("counts = %+v, want every job finished", c)
+	}
+	// created, pending and running then success or failed: 4 events a job.
+	if got := seen.Load(); got != 4*400 {
+		t.Errorf("%d events, want %d", got, 4*400)
 	}
 }

@@ -38,7 +38,7 @@ type manager struct {
 	booting   bool
 	paused    bool
 	createdAt time.Time
-	lastPoll  time.Time
+	lastPoll  time.Duration // since the epoch
 	polled    bool
 	gone      bool   // unregistered
 	running   []*job // running jobs, in the order taken
@@ -151,15 +151,13 @@ func (s *Server) RegisterManager(token, systemID string, opts ManagerOptions) er
 		return fmt.Errorf("register manager %s: capacity %d and check interval %v must be positive", systemID, opts.Capacity, opts.CheckInterval)
 	}
 	s.lastID.manager++
-	h := fnv.New64a()
-	h.Write([]byte(systemID))
 	m := &manager{
 		id:        s.lastID.manager,
 		runner:    r,
 		systemID:  systemID,
 		capacity:  opts.Capacity,
 		interval:  opts.CheckInterval,
-		phase:     time.Duration(h.Sum64() % uint64(opts.CheckInterval)), // staggered, deterministically
+		phase:     phase(systemID, opts.CheckInterval),
 		booting:   opts.Booting,
 		createdAt: s.clk.Now(),
 	}
@@ -278,36 +276,51 @@ func (s *Server) Managers() []ManagerInfo {
 
 type pollTimer struct {
 	timer clock.Timer
-	at    time.Time
+	at    time.Duration // since the epoch
 	gen   uint64
+}
+
+// phase staggers managers' ticks deterministically, by a hash of the
+// system_id, in whole milliseconds (the API's time resolution) when the
+// interval allows.
+func phase(systemID string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(systemID))
+	unit := time.Millisecond
+	if interval < 10*time.Millisecond {
+		unit = 1
+	}
+	return time.Duration(h.Sum64()%uint64(interval/unit)) * unit
 }
 
 func (m *manager) hungry() bool { return !m.paused && len(m.running) < m.capacity }
 
-// nextTick is the manager's first tick at or after now at which it has not
-// polled yet.
-func (m *manager) nextTick(now, epoch time.Time) time.Time {
-	off := (now.Sub(epoch) - m.phase) % m.interval
+// nextTick is the manager's first tick at or after now (both measured from
+// the epoch) at which it has not polled yet. Plain durations, not time.Time:
+// this runs for every manager on every change of the queue.
+func (m *manager) nextTick(now time.Duration) time.Duration {
+	off := (now - m.phase) % m.interval
 	if off < 0 {
 		off += m.interval
 	}
 	t := now
 	if off != 0 {
-		t = now.Add(m.interval - off)
+		t = now + m.interval - off
 	}
-	if m.polled && !t.After(m.lastPoll) {
-		t = t.Add(m.interval)
+	if m.polled && t <= m.lastPoll {
+		t += m.interval
 	}
 	return t
 }
 
 // lastTick is the manager's latest tick at or before now: GitLab's contacted_at.
 func (m *manager) lastTick(now, epoch time.Time) time.Time {
-	off := (now.Sub(epoch) - m.phase) % m.interval
+	d := now.Sub(epoch)
+	off := (d - m.phase) % m.interval
 	if off < 0 {
 		off += m.interval
 	}
-	t := now.Add(-off)
+	t := epoch.Add(d - off)
 	if t.Before(m.createdAt) {
 		return m.createdAt
 	}
@@ -329,21 +342,21 @@ func (s *Server) wantsPoll(m *manager) bool {
 
 // schedule arms the poll timer for the earliest useful tick. Call with s.mu held.
 func (s *Server) schedule() {
-	var best time.Time
+	var best time.Duration
 	found := false
 	if s.pending > 0 {
-		now := s.clk.Now()
+		now := s.clk.Now().Sub(s.epoch)
 		for _, m := range s.managers {
 			if !s.wantsPoll(m) {
 				continue
 			}
-			if t := m.nextTick(now, s.epoch); !found || t.Before(best) {
+			if t := m.nextTick(now); !found || t < best {
 				best, found = t, true
 			}
 		}
 	}
 	if s.poll.timer != nil {
-		if found && s.poll.at.Equal(best) {
+		if found && s.poll.at == best {
 			return
 		}
 		s.poll.timer.Stop()
@@ -355,7 +368,7 @@ func (s *Server) schedule() {
 	s.poll.gen++
 	gen := s.poll.gen
 	s.poll.at = best
-	s.poll.timer = s.clk.AfterFunc(best.Sub(s.clk.Now()), func() { s.firePoll(gen) })
+	s.poll.timer = s.clk.AfterFunc(s.epoch.Add(best).Sub(s.clk.Now()), func() { s.firePoll(gen) })
 }
 
 // firePoll lets every manager whose tick has come poll, in tick order (then
@@ -367,10 +380,10 @@ func (s *Server) firePoll(gen uint64) {
 		return
 	}
 	s.poll.timer = nil
-	now := s.clk.Now()
+	now := s.clk.Now().Sub(s.epoch)
 	type due struct {
 		m    *manager
-		tick time.Time
+		tick time.Duration
 		idx  int
 	}
 	var dues []due
@@ -379,11 +392,11 @@ func (s *Server) firePoll(gen uint64) {
 			continue
 		}
 		// With a real clock the timer may fire late: a tick missed by then still counts.
-		if t := m.nextTick(s.poll.at, s.epoch); !t.After(now) {
+		if t := m.nextTick(s.poll.at); t <= now {
 			dues = append(dues, due{m, t, i})
 		}
 	}
-	slices.SortFunc(dues, func(a, b due) int { return cmp.Or(a.tick.Compare(b.tick), cmp.Compare(a.idx, b.idx)) })
+	slices.SortFunc(dues, func(a, b due) int { return cmp.Or(cmp.Compare(a.tick, b.tick), cmp.Compare(a.idx, b.idx)) })
 	for _, d := range dues {
 		d.m.polled, d.m.lastPoll = true, d.tick
 		s.take(d.m)

@@ -296,6 +296,9 @@ func (t *Trace) JobTime() time.Duration {
 	return d
 }
 
+// JobSeconds is JobTime in seconds: the "total job-seconds" of the traces' README.
+func (t *Trace) JobSeconds() float64 { return t.JobTime().Seconds() }
+
 // TagKey is the canonical form of a set of tags: sorted, without duplicates,
 // joined by ';'. Two jobs need the same runners exactly when their keys match.
 func TagKey(tags []string) string {

@@ -26,13 +26,13 @@ func traceFile(t testing.TB, name string) string {
 func TestParseSharedTraces(t *testing.T) {
 	// Figures from shared/traces/README.md.
 	tests := []struct {
-		file       string
-		pipelines  int
-		jobs       int
-		jobTime time.Duration
-		peak       int
-		peakAt     time.Duration // UTC from Monday 00:00, minute precision
-		largeJobs  int
+		file      string
+		pipelines int
+		jobs      int
+		jobTime   time.Duration
+		peak      int
+		peakAt    time.Duration // UTC from Monday 00:00, minute precision
+		largeJobs int
 	}{
 		{"team-week.csv", 1219, 6827, 1838945 * time.Second, 33, 6*24*time.Hour + 23*time.Hour + 45*time.Minute, 167},
 		{"release-day.csv", 437, 2654, 712195*time.Second + 700*time.Millisecond, 200, 14*time.Hour + 23*time.Minute, 67},
@@ -55,6 +55,9 @@ func TestParseSharedTraces(t *testing.T) {
 			}
 			if got := tr.JobTime(); got != tt.jobTime {
 				t.Errorf("job time = %v, want %v", got, tt.jobTime)
+			}
+			if got, want := tr.JobSeconds(), tt.jobTime.Seconds(); got != want {
+				t.Errorf("job-seconds = %.1f, want %.1f", got, want)
 			}
 			peak, at := tr.ZeroWaitPeak()
 			if peak != tt.peak {
