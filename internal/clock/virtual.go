@@ -241,3 +241,17 @@ func (h *timerHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return t
 }
+
+// SelfAdvancing is a Virtual clock whose Sleep moves the clock forward itself
+// (firing whatever falls due on the way) instead of waiting for someone else
+// to: for a single-threaded simulation, where the sleeper is the one who would
+// advance the clock, so that a retry's back-off passes in virtual time.
+type SelfAdvancing struct{ *Virtual }
+
+func (s SelfAdvancing) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.Advance(d)
+	return nil
+}

@@ -128,3 +128,16 @@ func TestRealClockSleepHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSelfAdvancingSleepMovesTheClock(t *testing.T) {
+	v := clock.NewVirtual(epoch)
+	fired := false
+	v.AfterFunc(time.Second, func() { fired = true })
+	var c clock.Clock = clock.SelfAdvancing{Virtual: v}
+	if err := c.Sleep(context.Background(), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !fired || c.Since(epoch) != 2*time.Second {
+		t.Fatalf("after Sleep(2s): fired %v, clock at %v", fired, c.Since(epoch))
+	}
+}

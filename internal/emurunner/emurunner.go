@@ -9,6 +9,7 @@ package emurunner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +48,8 @@ type Fleet struct {
 
 type pool struct {
 	Pool
-	token string
+	token    string
+	runnerID int64
 }
 
 type runnerState struct {
@@ -73,10 +75,22 @@ func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools [
 		if p.Capacity < 1 {
 			p.Capacity = 1
 		}
-		f.pools[p.Name] = &pool{Pool: p, token: r.Token}
+		f.pools[p.Name] = &pool{Pool: p, token: r.Token, runnerID: r.ID}
 	}
 	gl.Observe(f.onJob)
 	return f, nil
+}
+
+// RunnerIDs are the GitLab runners of the pools, for demand.Config.
+func (f *Fleet) RunnerIDs() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []int64
+	for _, p := range f.pools {
+		ids = append(ids, p.runnerID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (f *Fleet) onJob(ev glemu.Event) {

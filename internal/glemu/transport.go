@@ -2,25 +2,11 @@ package glemu
 
 import (
 	"net/http"
-	"net/http/httptest"
+
+	"github.com/shoalci/shoal/internal/inproc"
 )
 
 // Transport returns an http.RoundTripper that serves requests from this
-// emulator in-process, without sockets. A simulator gives it to client-go
-// (gitlab.WithHTTPClient(&http.Client{Transport: s.Transport()})) so that a
-// week of polling costs function calls, not loopback round trips, while still
-// going through client-go's real request and response handling.
-func (s *Server) Transport() http.RoundTripper { return transport{s} }
-
-type transport struct{ s *Server }
-
-func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		defer req.Body.Close()
-	}
-	rec := httptest.NewRecorder()
-	t.s.ServeHTTP(rec, req)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
-}
+// emulator in-process, without sockets: give it to client-go with
+// gitlab.WithHTTPClient(&http.Client{Transport: s.Transport()}).
+func (s *Server) Transport() http.RoundTripper { return inproc.Transport(s) }

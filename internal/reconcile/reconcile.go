@@ -74,6 +74,9 @@ type Config struct {
 	// "new", stay "off", or run without its runner registering before it is
 	// reaped. Defaults 10, 10 and 15 minutes.
 	StuckNew, StuckOff, RegisterTimeout time.Duration
+	// Interval is how often Step runs (default 15 s): the budget keeps room for
+	// the fleet listings the next minute's Steps will make.
+	Interval time.Duration
 	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
 	// finished after this long, loudly. Zero means never: a job is never killed.
 	DrainHardLimit time.Duration
@@ -107,6 +110,9 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	if cfg.RegisterTimeout == 0 {
 		cfg.RegisterTimeout = 15 * time.Minute
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = config.DefaultReconcileInterval
 	}
 	if cfg.RequestsPerMinute == 0 {
 		cfg.RequestsPerMinute = int(config.APIRequestsPerMinute * config.DefaultRateBudget)
@@ -145,9 +151,9 @@ type Report struct {
 }
 
 // Step reconciles once.
-func (r *Reconciler) Step(ctx context.Context) (Report, error) {
+func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	now := r.clock.Now()
-	rep := Report{At: now}
+	rep.At = now
 	startReqs := r.cloud.Requests()
 	defer func() {
 		rep.Requests = int(r.cloud.Requests() - startReqs)
@@ -167,8 +173,11 @@ func (r *Reconciler) Step(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("observe runners: %w", err)
 	}
 	rep.Droplets, rep.Pending = len(droplets), len(snap.Pending)
-	// What a create or delete costs now, counting what this Step has spent so far.
-	avail := func() int { return r.budget.available(now) - int(r.cloud.Requests()-startReqs) }
+	// What creates and deletes may spend now: the budget, less what this Step
+	// has spent, less the listings the coming minute's Steps will need.
+	steps := int((time.Minute + r.cfg.Interval - 1) / r.cfg.Interval)
+	reserve := (steps - 1) * (len(droplets)/200 + 1)
+	avail := func() int { return r.budget.available(now) - int(r.cloud.Requests()-startReqs) - reserve }
 
 	byID := map[int]cloud.Droplet{}
 	byPool := map[string][]cloud.Droplet{}

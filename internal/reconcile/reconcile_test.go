@@ -1,0 +1,239 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/doemu"
+	"github.com/shoalci/shoal/internal/doemu/doemutest"
+	"github.com/shoalci/shoal/internal/glemu"
+	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/reconcile"
+	"github.com/shoalci/shoal/internal/sim"
+)
+
+const interval = 15 * time.Second
+
+func dockerPool(capacity, maxInstances int) config.Pool {
+	p := config.DefaultPool("docker")
+	p.Tags = []string{"docker"}
+	p.CapacityPerInstance = capacity
+	p.MaxInstances = maxInstances
+	return p
+}
+
+func world(t *testing.T, pol policy.Policy, o sim.WorldOptions) *sim.World {
+	t.Helper()
+	o.Policy = pol
+	if o.Pools == nil {
+		o.Pools = []config.Pool{dockerPool(1, 50)}
+	}
+	o.WrapDO = func(h http.Handler) http.Handler { return doemutest.NewValidator(t, h) }
+	w, err := sim.NewWorld(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func mustPolicy(t *testing.T, name string, p policy.Params) policy.Policy {
+	t.Helper()
+	pol, err := policy.ByName(name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
+// steps reconciles n times, interval apart, and returns the reports.
+func steps(t *testing.T, w *sim.World, n int) []reconcile.Report {
+	t.Helper()
+	var reps []reconcile.Report
+	for range n {
+		rep, err := w.Reconciler.Step(context.Background())
+		if err != nil {
+			t.Fatalf("step at %s: %v", w.Clock.Since(sim.Epoch), err)
+		}
+		reps = append(reps, rep)
+		w.Clock.Advance(interval)
+	}
+	return reps
+}
+
+func jobs(n int, d time.Duration) []glemu.StageSpec {
+	st := glemu.StageSpec{}
+	for range n {
+		st.Jobs = append(st.Jobs, glemu.JobSpec{Duration: d, Tags: []string{"docker"}})
+	}
+	return []glemu.StageSpec{st}
+}
+
+func fleet(t *testing.T, w *sim.World) []cloud.Droplet {
+	t.Helper()
+	ds, err := w.Cloud.ListDroplets(context.Background(), reconcile.FleetTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// assertNoJobKilled checks every job succeeded: a deleted Droplet never had one running.
+func assertAllJobsSucceeded(t *testing.T, w *sim.World) {
+	t.Helper()
+	for _, j := range w.GL.Jobs() {
+		if j.Status != glemu.StatusSuccess {
+			t.Fatalf("job %d ended %s (%s)", j.ID, j.Status, j.FailureReason)
+		}
+	}
+}
+
+func TestScaleFromZeroToZero(t *testing.T) {
+	for _, capacity := range []int{1, 4} {
+		t.Run(fmt.Sprintf("capacity %d", capacity), func(t *testing.T) {
+			w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{dockerPool(capacity, 50)}})
+			if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(12, 5*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			reps := steps(t, w, 1)
+			created := len(reps[0].Created)
+			if want := (12 + capacity - 1) / capacity; created < want {
+				t.Fatalf("first step created %d droplets for 12 pending jobs at %d per droplet, want at least %d", created, capacity, want)
+			}
+			steps(t, w, 4*60*60/15) // four hours
+			assertAllJobsSucceeded(t, w)
+			if left := fleet(t, w); len(left) != 0 {
+				t.Fatalf("%d droplets left after the queue emptied (capacity %d): %+v", len(left), capacity, left)
+			}
+		})
+	}
+}
+
+func TestAdoptsExistingFleet(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{})
+	// A previous autoscaler left three runner Droplets.
+	spec := cloud.DropletSpec{Region: "nyc3", Size: "s-2vcpu-4gb", Image: "ubuntu-24-04-x64",
+		Tags: []string{reconcile.FleetTag, reconcile.PoolTagPrefix + "docker"}}
+	if _, err := w.Cloud.CreateDroplets(context.Background(), spec, []string{"shoal-docker-old1", "shoal-docker-old2", "shoal-docker-old3"}); err != nil {
+		t.Fatal(err)
+	}
+	w.Clock.Advance(2 * time.Minute) // booted and registered
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(3, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	reps := steps(t, w, 1)
+	if len(reps[0].Created) != 0 {
+		t.Fatalf("created %d droplets with three idle ones adopted", len(reps[0].Created))
+	}
+	steps(t, w, 60*60/15)
+	assertAllJobsSucceeded(t, w)
+	if left := fleet(t, w); len(left) != 0 {
+		t.Fatalf("adopted droplets not released when idle: %d left", len(left))
+	}
+}
+
+func TestLostCreateResponsesMakeNoDuplicates(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Faults: doemu.Faults{LostCreateRate: 1}})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(8, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	reps := steps(t, w, 1)
+	n := len(fleet(t, w))
+	if n == 0 || n != len(reps[0].Created) || len(w.DO.Charges()) != n {
+		t.Fatalf("%d droplets exist, %d reported created, %d ever billed: a lost response became a duplicate", n, len(reps[0].Created), len(w.DO.Charges()))
+	}
+}
+
+func TestServerErrorAndRateLimitStorms(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Seed: 5, Faults: doemu.Faults{ErrorRate: 0.3},
+		RateLimitPerMinute: 20})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(20, 3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var failed int
+	for range 2 * 60 * 60 / 15 {
+		if _, err := w.Reconciler.Step(context.Background()); err != nil {
+			failed++ // a step that could not list the fleet does nothing; the next one tries again
+		}
+		w.Clock.Advance(interval)
+	}
+	assertAllJobsSucceeded(t, w)
+	if left := fleet(t, w); len(left) != 0 {
+		t.Fatalf("%d droplets left after the storm", len(left))
+	}
+	st := w.DO.Stats()
+	if st.InjectedFaults == 0 {
+		t.Fatal("no fault was injected")
+	}
+	t.Logf("%d requests, %d faults, %d rate limited, %d failed steps", st.Requests, st.InjectedFaults, st.RateLimited, failed)
+}
+
+func TestErroredCreatesAreReaped(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Faults: doemu.Faults{ActionErrorRate: 1}})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(2, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	steps(t, w, 1)
+	stuck := fleet(t, w)
+	if len(stuck) == 0 || stuck[0].Status != "new" {
+		t.Fatalf("fleet after an errored create: %+v", stuck)
+	}
+	steps(t, w, 11*60/15) // past the 10-minute limit for "new"
+	for _, d := range fleet(t, w) {
+		if d.ID == stuck[0].ID {
+			t.Fatalf("droplet %s stuck in new for 11 minutes was not reaped", d.Name)
+		}
+	}
+}
+
+func TestStaysInsideTheRateBudget(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 100)},
+		RequestsPerMinute: 10, RequestsPerHour: 1000})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(100, 30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	reps := steps(t, w, 8) // two minutes
+	perMinute := map[int]int{}
+	deferred := 0
+	for i, rep := range reps {
+		perMinute[i*15/60] += rep.Requests
+		deferred += len(rep.Deferred)
+	}
+	for m, n := range perMinute {
+		if n > 10 {
+			t.Fatalf("minute %d: %d requests for a budget of 10", m, n)
+		}
+	}
+	if made := len(fleet(t, w)); made > 2*(10-4)*10 {
+		t.Fatalf("%d droplets made in two minutes: more than a budget of 10 a minute (4 of them lists) allows", made)
+	}
+	if deferred == 0 {
+		t.Fatal("nothing was deferred although the budget could not cover the scale-out")
+	}
+	if w.DO.Stats().RateLimited != 0 {
+		t.Fatal("got 429s inside the budget")
+	}
+}
+
+func TestThousandDropletFleet(t *testing.T) {
+	w := world(t, mustPolicy(t, "static", policy.Params{"instances": 1000}),
+		sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 1000)}})
+	reps := steps(t, w, 3)
+	creates := 0
+	for _, rep := range reps {
+		creates += rep.Requests
+	}
+	if n := len(fleet(t, w)); n != 1000 {
+		t.Fatalf("static 1000 made %d droplets", n)
+	}
+	steps(t, w, 8) // booted and registered
+	rep := steps(t, w, 1)[0]
+	if rep.Requests > 6 || len(rep.Decisions) != 0 {
+		t.Fatalf("steady state at 1,000 droplets: %d requests, decisions %v", rep.Requests, rep.Decisions)
+	}
+	t.Logf("scale-out to 1,000: %d requests over 3 steps; steady state: %d requests", creates, rep.Requests)
+}
