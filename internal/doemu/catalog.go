@@ -220,3 +220,9 @@ func writePage[T any](w http.ResponseWriter, r *http.Request, key string, items 
 	}
 	writeJSON(w, http.StatusOK, map[string]any{key: out, "links": p.links, "meta": p.meta})
 }
+
+// HourlyPrice is a size's hourly price in USD, or 0 for an unknown slug.
+func HourlyPrice(slug string) float64 {
+	s, _ := sizeBySlug(slug)
+	return s.PriceHourly
+}

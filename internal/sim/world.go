@@ -43,6 +43,8 @@ type WorldOptions struct {
 	Faults                               doemu.Faults
 	// RequestsPerMinute and RequestsPerHour are shoal's budget (default 80 % of DigitalOcean's).
 	RequestsPerMinute, RequestsPerHour int
+	// Interval is how often the reconciler runs (default 15 s).
+	Interval time.Duration
 	// WrapDO wraps the DigitalOcean emulator's handler, e.g. with a contract validator.
 	WrapDO func(http.Handler) http.Handler
 	Logger *slog.Logger
@@ -132,13 +134,14 @@ func NewWorld(o WorldOptions) (*World, error) {
 	if w.Webhook, err = demand.NewWebhook(hookSecret, o.Logger); err != nil {
 		return nil, err
 	}
-	if err := w.GL.AddJobHook(glemu.HookConfig{Handler: w.Webhook, Secret: hookSecret}); err != nil {
+	// shoal only needs to hear of jobs becoming pending.
+	if err := w.GL.AddJobHook(glemu.HookConfig{Handler: w.Webhook, Secret: hookSecret, Statuses: []string{glemu.StatusPending}}); err != nil {
 		return nil, err
 	}
 
 	w.Reconciler = reconcile.New(w.Cloud, w.Demand, w.Fleet, o.Policy, w.Clock, reconcile.Config{
 		Pools: o.Pools, Billing: o.Billing, RequestsPerMinute: o.RequestsPerMinute, RequestsPerHour: o.RequestsPerHour,
-		Seed: o.Seed + 1, Logger: o.Logger})
+		Interval: o.Interval, Seed: o.Seed + 1, Logger: o.Logger})
 	return w, nil
 }
 

@@ -1,0 +1,398 @@
+// Package sim replays a CI trace in virtual time through shoal's real
+// autoscaler: the policy, the reconciler, the cloud layer (godo against the
+// DigitalOcean emulator) and the demand source (client-go against the GitLab
+// emulator), and measures what users feel (job waits, pipeline slowdown) and
+// pay (the emulator's billing ledger).
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/doemu"
+	"github.com/shoalci/shoal/internal/glemu"
+	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/trace"
+)
+
+// Options describe one simulation.
+type Options struct {
+	Trace *trace.Trace
+	// Config gives the pools, reconcile interval, rate budget and billing
+	// model; nil means DefaultConfig(Trace).
+	Config *config.Config
+	Policy policy.Policy
+	Seed   uint64
+	// BootDelay (default 45–75 s) and RegisterDelay (default 20 s) model a runner Droplet's start.
+	BootDelay     doemu.Range
+	RegisterDelay time.Duration
+	// Webhook makes the autoscaler reconcile at once when a Job Hook reports a
+	// pending job, as shoal does; GitLab Runner's autoscalers only poll.
+	Webhook bool
+	// Sample is the report's time step (default 1 minute; negative: no series).
+	Sample time.Duration
+}
+
+// Stats summarise a distribution.
+type Stats struct {
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99,omitempty"`
+	Max  float64 `json:"max,omitempty"`
+	Mean float64 `json:"mean,omitempty"`
+}
+
+// Result is what a simulation measured.
+type Result struct {
+	Trace                   string        `json:"trace"`
+	Policy                  string        `json:"policy"`
+	Params                  policy.Params `json:"params"`
+	Jobs                    int           `json:"jobs"`
+	UnfinishedJobs          int           `json:"unfinished_jobs"`
+	WaitS                   Stats         `json:"wait_s"`
+	PipelineSlowdown        Stats         `json:"pipeline_slowdown"`
+	CostUSD                 float64       `json:"cost_usd"`
+	LowerBoundUSD           float64       `json:"lower_bound_usd"`
+	CostRatio               float64       `json:"cost_ratio"`
+	DropletsCreated         int           `json:"droplets_created"`
+	PeakDroplets            int           `json:"peak_droplets"`
+	DropletHours            float64       `json:"droplet_hours"`
+	APIRequests             int           `json:"api_requests"`
+	APIRequestsMaxPerMinute int           `json:"api_requests_max_per_minute"`
+	RateLimitedResponses    int           `json:"rate_limited_responses"`
+	Reconciles              int           `json:"reconciles"`
+	SimulatedHours          float64       `json:"simulated_hours"`
+	WallS                   float64       `json:"wall_s"`
+	Series                  *Series       `json:"-"`
+}
+
+// Series are the report's time series, one point per sample.
+type Series struct {
+	Step                     time.Duration
+	Pending, Running         []int
+	SlotsBooting, SlotsReady []int
+	CostUSD                  []float64
+}
+
+// DefaultPoolSize is the Droplet size of the pools a simulation makes itself.
+const DefaultPoolSize = "s-2vcpu-4gb"
+
+// DefaultConfig makes one pool per distinct tag set in the trace, the same for
+// every policy: size s-2vcpu-4gb, one job per Droplet, room for the biggest burst.
+func DefaultConfig(t *trace.Trace) *config.Config {
+	c := config.Default()
+	for _, tags := range t.TagSets() {
+		p := config.DefaultPool(strings.Join(tags, "-"))
+		p.Tags = tags
+		p.Size = DefaultPoolSize
+		p.MaxInstances = 300
+		c.Pools = append(c.Pools, p)
+	}
+	return &c
+}
+
+// Run simulates.
+func Run(ctx context.Context, o Options) (Result, error) {
+	started := time.Now() // wall time, for the report only
+	if o.Config == nil {
+		o.Config = DefaultConfig(o.Trace)
+	}
+	if o.Sample == 0 {
+		o.Sample = time.Minute
+	}
+	cfg := o.Config
+	w, err := NewWorld(WorldOptions{Seed: o.Seed, Pools: cfg.Pools, Billing: cfg.Billing, Policy: o.Policy,
+		BootDelay: o.BootDelay, RegisterDelay: o.RegisterDelay, Interval: cfg.ReconcileInterval,
+		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour()})
+	if err != nil {
+		return Result{}, err
+	}
+	start := w.Clock.Now()
+
+	// Pipelines arrive at their trace times; stage k follows stage k-1 inside the emulator.
+	refs := make([]glemu.PipelineRef, len(o.Trace.Pipelines))
+	var createErr error
+	for i, p := range o.Trace.Pipelines {
+		w.Clock.AfterFunc(p.CreatedAt, func() {
+			ref, err := w.GL.CreatePipeline(w.ProjectID, glemu.PipelineStages(p))
+			if err != nil && createErr == nil {
+				createErr = fmt.Errorf("pipeline %d: %w", p.ID, err)
+			}
+			refs[i] = ref
+		})
+	}
+	series := &Series{Step: o.Sample}
+	if o.Sample > 0 {
+		sample(w, series)
+		var tick func()
+		tick = func() { sample(w, series); w.Clock.AfterFunc(o.Sample, tick) }
+		w.Clock.AfterFunc(o.Sample, tick)
+	}
+
+	windowEnd := start.Add(o.Trace.End())
+	hardStop := windowEnd.Add(6 * time.Hour)
+	interval := cfg.ReconcileInterval
+	const minGap = 2 * time.Second // between reconciles a Job Hook triggers
+	var (
+		lastReconcile time.Time
+		nextReconcile = start
+		perStep       []stepCount
+		reconciles    int
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		now := w.Clock.Now()
+		hooked := false
+		select {
+		case <-w.Webhook.Pending():
+			hooked = o.Webhook
+		default:
+		}
+		if !now.Before(nextReconcile) || (hooked && now.Sub(lastReconcile) >= minGap) {
+			rep, err := w.Reconciler.Step(ctx)
+			if err != nil && ctx.Err() != nil {
+				return Result{}, err
+			}
+			// A failed step (an API error) does nothing; the next one tries again.
+			perStep = append(perStep, stepCount{at: now, requests: rep.Requests})
+			reconciles++
+			lastReconcile, nextReconcile = now, now.Add(interval)
+		}
+		if createErr != nil {
+			return Result{}, createErr
+		}
+		if now.After(windowEnd) && done(w) || !now.Before(hardStop) {
+			break
+		}
+		// Move to the next thing that happens: an event, or the next reconcile.
+		target := nextReconcile
+		if next, ok := w.Clock.Next(); ok && next.Before(target) {
+			target = next
+		}
+		w.Clock.AdvanceTo(target)
+	}
+	res := measure(w, o, refs, start)
+	res.Reconciles = reconciles
+	res.APIRequestsMaxPerMinute = maxPerMinute(perStep)
+	if o.Sample > 0 {
+		res.Series = series
+	}
+	res.WallS = time.Since(started).Seconds()
+	return res, nil
+}
+
+// done: every job finished and no Droplet left (a fleet that never shrinks ends the run when the jobs do).
+func done(w *World) bool {
+	c := w.GL.Counts()
+	if c.Created+c.Pending+c.Running > 0 {
+		return false
+	}
+	for _, ch := range w.DO.Charges() {
+		if ch.End.IsZero() {
+			return w.Clock.Since(lastFinish(w)) >= time.Hour
+		}
+	}
+	return true
+}
+
+func lastFinish(w *World) time.Time {
+	var last time.Time
+	for _, j := range w.GL.Jobs() {
+		if j.FinishedAt.After(last) {
+			last = j.FinishedAt
+		}
+	}
+	return last
+}
+
+func sample(w *World, s *Series) {
+	c := w.GL.Counts()
+	ready := 0
+	for _, m := range w.GL.Managers() {
+		if !m.Booting {
+			ready += m.Capacity
+		}
+	}
+	live := 0
+	for _, ch := range w.DO.Charges() {
+		if ch.End.IsZero() {
+			live++
+		}
+	}
+	slots := 0
+	if live > 0 {
+		// Booting slots: the live Droplets' slots not yet serving.
+		slots = max(0, live*slotsPerDroplet(w)-ready)
+	}
+	s.Pending = append(s.Pending, c.Pending)
+	s.Running = append(s.Running, c.Running)
+	s.SlotsReady = append(s.SlotsReady, ready)
+	s.SlotsBooting = append(s.SlotsBooting, slots)
+	s.CostUSD = append(s.CostUSD, w.DO.BilledUSD(w.Clock.Now()))
+}
+
+func slotsPerDroplet(w *World) int {
+	for _, m := range w.GL.Managers() {
+		return m.Capacity
+	}
+	return 1
+}
+
+type stepCount struct {
+	at       time.Time
+	requests int
+}
+
+// maxPerMinute is the most requests in any sliding minute.
+func maxPerMinute(steps []stepCount) int {
+	best, sum, lo := 0, 0, 0
+	for _, s := range steps {
+		sum += s.requests
+		for s.at.Sub(steps[lo].at) >= time.Minute {
+			sum -= steps[lo].requests
+			lo++
+		}
+		best = max(best, sum)
+	}
+	return best
+}
+
+func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Result {
+	res := Result{Trace: o.Trace.Name, Policy: o.Policy.Name(), Params: o.Policy.Params(), Jobs: o.Trace.Jobs()}
+	if res.Params == nil {
+		res.Params = policy.Params{}
+	}
+	jobs := w.GL.Jobs()
+	byID := make(map[int64]glemu.JobInfo, len(jobs))
+	var waits []float64
+	for _, j := range jobs {
+		byID[j.ID] = j
+		if j.Status != glemu.StatusSuccess {
+			continue
+		}
+		waits = append(waits, j.Wait().Seconds())
+	}
+	res.UnfinishedJobs = res.Jobs - len(waits)
+	res.WaitS = summarize(waits, true)
+
+	var slow []float64
+	for i, p := range o.Trace.Pipelines {
+		var last time.Time
+		complete := len(refs[i].JobIDs) > 0
+		for _, stage := range refs[i].JobIDs {
+			for _, id := range stage {
+				j := byID[id]
+				if j.Status != glemu.StatusSuccess {
+					complete = false
+				}
+				if j.FinishedAt.After(last) {
+					last = j.FinishedAt
+				}
+			}
+		}
+		if complete {
+			slow = append(slow, last.Sub(start.Add(p.CreatedAt)).Seconds()/p.ZeroWaitMakespan().Seconds())
+		}
+	}
+	res.PipelineSlowdown = summarize(slow, false)
+
+	end := w.Clock.Now()
+	res.CostUSD = round(w.DO.BilledUSD(end), 4)
+	res.LowerBoundUSD = round(lowerBound(o.Trace, o.Config), 4)
+	if res.LowerBoundUSD > 0 {
+		res.CostRatio = round(res.CostUSD/res.LowerBoundUSD, 3)
+	}
+	charges := w.DO.Charges()
+	res.DropletsCreated = len(charges)
+	type edge struct {
+		at time.Time
+		d  int
+	}
+	var edges []edge
+	var hours float64
+	for _, c := range charges {
+		stop := c.End
+		if stop.IsZero() {
+			stop = end
+		}
+		hours += stop.Sub(c.Start).Hours()
+		edges = append(edges, edge{c.Start, 1}, edge{stop, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.d - b.d // a Droplet gone at t is not alive with one made at t
+	})
+	live := 0
+	for _, e := range edges {
+		live += e.d
+		res.PeakDroplets = max(res.PeakDroplets, live)
+	}
+	res.DropletHours = round(hours, 2)
+	st := w.DO.Stats()
+	res.APIRequests, res.RateLimitedResponses = st.Requests, st.RateLimited
+	res.SimulatedHours = round(end.Sub(start).Hours(), 2)
+	return res
+}
+
+// lowerBound prices every job-second on its pool's Droplets packed perfectly:
+// no idle, no boot.
+func lowerBound(t *trace.Trace, c *config.Config) float64 {
+	var usd float64
+	for _, p := range t.Pipelines {
+		for _, stage := range p.Stages {
+			for _, j := range stage {
+				pool, ok := poolFor(c.Pools, j.Tags)
+				if !ok {
+					continue
+				}
+				usd += j.Duration.Hours() * doemu.HourlyPrice(pool.Size) / float64(max(pool.CapacityPerInstance, 1))
+			}
+		}
+	}
+	return usd
+}
+
+// poolFor is the most specific pool whose runners can take a job with tags.
+func poolFor(pools []config.Pool, tags []string) (config.Pool, bool) {
+	best, found := config.Pool{}, false
+	for _, p := range pools {
+		if policy.Covers(p.Tags, tags) && (!found || len(p.Tags) < len(best.Tags)) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+func summarize(xs []float64, full bool) Stats {
+	if len(xs) == 0 {
+		return Stats{}
+	}
+	slices.Sort(xs)
+	q := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(xs)))) - 1
+		return round(xs[max(0, min(i, len(xs)-1))], 3)
+	}
+	s := Stats{P50: q(0.50), P95: q(0.95)}
+	if full {
+		var sum float64
+		for _, x := range xs {
+			sum += x
+		}
+		s.P99, s.Max, s.Mean = q(0.99), round(xs[len(xs)-1], 3), round(sum/float64(len(xs)), 3)
+	}
+	return s
+}
+
+func round(x float64, places int) float64 {
+	p := math.Pow(10, float64(places))
+	return math.Round(x*p) / p
+}
