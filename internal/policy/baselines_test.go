@@ -64,8 +64,9 @@ func TestDockerMachineDecide(t *testing.T) {
 func TestDockerMachineAcceptance(t *testing.T) {
 	pol := mustPolicy(t, "docker-machine", nil)
 	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 4; s.MaxInstances = 7 })
-	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 1 || a.Limit != 7 {
-		t.Errorf("IdleCount 0: %+v, want accept-then-provision, 1 slot, limit 7", a)
+	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 1 || a.Limit != 7 ||
+		a.DecideEvery != 3*time.Second || a.DecideOnJobHook {
+		t.Errorf("IdleCount 0: %+v, want accept-then-provision, 1 slot, limit 7, every 3 s", a)
 	}
 	s.IdleCount = 2
 	if a := pol.Acceptance(s); a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 1 {
@@ -142,7 +143,7 @@ func TestTaskscalerDecide(t *testing.T) {
 func TestTaskscalerAcceptance(t *testing.T) {
 	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 3; s.MaxInstances = 5 })
 	pol := mustPolicy(t, "taskscaler", nil)
-	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 3 || a.Limit != 15 {
+	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 3 || a.Limit != 15 || a.DecideEvery != policy.CheckInterval {
 		t.Errorf("idle_count 0: %+v", a)
 	}
 	s.IdleCount = 1
@@ -171,4 +172,16 @@ func TestStaticDecide(t *testing.T) {
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4 }),
 				Droplets: []policy.Droplet{idleDroplet(1, 10 * time.Hour)}}, want: ""},
 	})
+}
+
+func TestShoalAndStaticAcceptance(t *testing.T) {
+	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 2; s.MaxInstances = 5 })
+	a := mustPolicy(t, "shoal", nil).Acceptance(s)
+	if a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 2 || a.Limit != 10 || a.DecideEvery != 0 || !a.DecideOnJobHook {
+		t.Errorf("shoal: %+v", a)
+	}
+	a = mustPolicy(t, "static", policy.Params{"instances": 3}).Acceptance(s)
+	if a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 2 || a.Limit != 6 || a.DecideOnJobHook {
+		t.Errorf("static: %+v", a)
+	}
 }

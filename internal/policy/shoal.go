@@ -61,10 +61,11 @@ func (p *Shoal) Params() Params { return p.params }
 
 // Acceptance: shoal's runners take a job only when a slot is free (runner
 // concurrency = capacity_per_instance on each Droplet); capacity is created
-// ahead of jobs, not inside them.
+// ahead of jobs, not inside them. It decides every reconcile_interval and at
+// once when a Job Hook reports a pending job.
 func (p *Shoal) Acceptance(s config.Settings) Acceptance {
 	s = p.params.overrideSettings(s)
-	return Acceptance{Mode: AcceptOnFreeSlot, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance}
+	return Acceptance{Mode: AcceptOnFreeSlot, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance, DecideOnJobHook: true}
 }
 
 // shoalPool is what shoal remembers about one pool.
