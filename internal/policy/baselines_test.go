@@ -122,7 +122,7 @@ func TestTaskscalerDecide(t *testing.T) {
 		{name: "max_instances caps growth", policy: "taskscaler", params: policy.Params{"idle_count": 40},
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { cap4(s); s.MaxInstances = 3 })}, want: "create docker 3"},
 		{name: "known failure: idle_count 0 and capacity 4 never reach zero", policy: "taskscaler",
-			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, 3 * time.Hour)}}, want: ""},
+			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, 3*time.Hour)}}, want: ""},
 		{name: "known failure keeps exactly one: the others go", policy: "taskscaler",
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{
 				idleDroplet(1, 3*time.Hour), idleDroplet(2, 2*time.Hour), idleDroplet(3, time.Hour)}},
@@ -133,7 +133,7 @@ func TestTaskscalerDecide(t *testing.T) {
 		{name: "preemptive mode with capacity 4 reaches zero", policy: "taskscaler", params: policy.Params{"preemptive": 1},
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, time.Hour)}}, want: "drain 1"},
 		{name: "idle for less than idle_time stays", policy: "taskscaler", params: policy.Params{"preemptive": 1},
-			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, 5 * time.Minute)}}, want: ""},
+			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, 5*time.Minute)}}, want: ""},
 		{name: "max_use_count retires", policy: "taskscaler", params: policy.Params{"idle_count": 4, "max_use_count": 3},
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, time.Second)}},
 			want: "drain 1", reason: "max_use_count"},
@@ -170,7 +170,7 @@ func TestStaticDecide(t *testing.T) {
 			want: "drain 2"},
 		{name: "does not go to zero", policy: "static", params: policy.Params{"instances": 1},
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4 }),
-				Droplets: []policy.Droplet{idleDroplet(1, 10 * time.Hour)}}, want: ""},
+				Droplets: []policy.Droplet{idleDroplet(1, 10*time.Hour)}}, want: ""},
 	})
 }
 

@@ -70,9 +70,9 @@ func (p *Shoal) Acceptance(s config.Settings) Acceptance {
 
 // shoalPool is what shoal remembers about one pool.
 type shoalPool struct {
-	at        time.Time // when the state was last updated
-	watermark time.Time // latest QueuedAt counted as an arrival
-	rate      float64   // arrivals per second, exponentially decayed
+	at        time.Time   // when the state was last updated
+	watermark time.Time   // latest QueuedAt counted as an arrival
+	rate      float64     // arrivals per second, exponentially decayed
 	pending   int         // pending jobs at the last look
 	jobs      map[int]int // running + done per Droplet at the last look (never modified: replaced)
 	boot      time.Duration
@@ -283,7 +283,7 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
 					continue // inside the 60 s minimum: deleting saves nothing yet
 				}
-				why = fmt.Sprintf("idle %s ≥ %s (about one boot), %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
+				why = fmt.Sprintf("idle %s ≥ linger %s, %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
 			}
 			out = append(out, release(name, d, why))
 		}
