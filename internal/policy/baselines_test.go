@@ -185,3 +185,43 @@ func TestShoalAndStaticAcceptance(t *testing.T) {
 		t.Errorf("static: %+v", a)
 	}
 }
+
+// TestPeriodsForEveryBaseline: a [[pool.policy]] period changes taskscaler's
+// idle_count and static's default size (min_instances), the last match winning.
+func TestPeriodsForEveryBaseline(t *testing.T) {
+	cfg, err := config.Parse("p.toml", []byte(`
+[[pool]]
+name = "docker"
+capacity_per_instance = 2
+  [[pool.policy]]
+  periods = ["* 9-17 * * mon-fri"]
+  idle_count = 4
+  min_instances = 3
+  [[pool.policy]]
+  periods = ["* 10 * * *"]
+  idle_count = 6
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy string
+		at     time.Time
+		want   string
+	}{
+		{"taskscaler", t0, "create docker 3"},                  // 6 idle slots / 2 per instance
+		{"taskscaler", t0.Add(2 * time.Hour), "create docker 2"}, // 4 idle slots
+		{"taskscaler", t0.Add(10 * time.Hour), ""},
+		// The last match is the whole policy in force: at 10:00 the second
+		// period wins and the first one's min_instances does not apply.
+		{"static", t0, "create docker 1"},
+		{"static", t0.Add(2 * time.Hour), "create docker 3"},
+		{"static", t0.Add(10 * time.Hour), "create docker 1"},
+	} {
+		pol := mustPolicy(t, tc.policy, nil)
+		ds, _ := pol.Decide(policy.Snapshot{Now: tc.at, Pools: []policy.Pool{{Settings: cfg.Pools[0].Effective(tc.at)}}}, policy.State{})
+		if got := summary(ds); got != tc.want {
+			t.Errorf("%s at %s: %q, want %q", tc.policy, tc.at.Format("Mon 15:04"), got, tc.want)
+		}
+	}
+}
