@@ -209,7 +209,7 @@ capacity_per_instance = 2
 		at     time.Time
 		want   string
 	}{
-		{"taskscaler", t0, "create docker 3"},                  // 6 idle slots / 2 per instance
+		{"taskscaler", t0, "create docker 3"},                    // 6 idle slots / 2 per instance
 		{"taskscaler", t0.Add(2 * time.Hour), "create docker 2"}, // 4 idle slots
 		{"taskscaler", t0.Add(10 * time.Hour), ""},
 		// The last match is the whole policy in force: at 10:00 the second
