@@ -74,39 +74,6 @@ func TestDockerMachineAcceptance(t *testing.T) {
 	}
 }
 
-// TestDockerMachinePeriods: [[runners.machine.autoscaling]] periods are the
-// pool's [[pool.policy]]; the last matching one wins.
-func TestDockerMachinePeriods(t *testing.T) {
-	cfg, err := config.Parse("p.toml", []byte(`
-[[pool]]
-name = "docker"
-idle_count = 1
-  [[pool.policy]]
-  periods = ["* 9-17 * * mon-fri"]
-  idle_count = 4
-  [[pool.policy]]
-  periods = ["* 10 * * *"]
-  idle_count = 6
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := mustPolicy(t, "docker-machine", nil)
-	for _, tc := range []struct {
-		at   time.Time
-		want string
-	}{
-		{t0, "create docker 6"},
-		{t0.Add(2 * time.Hour), "create docker 4"},
-		{t0.Add(10 * time.Hour), "create docker 1"},
-	} {
-		ds, _ := pol.Decide(policy.Snapshot{Now: tc.at, Pools: []policy.Pool{{Settings: cfg.Pools[0].Effective(tc.at)}}}, policy.State{})
-		if got := summary(ds); got != tc.want {
-			t.Errorf("%s: %q, want %q", tc.at, got, tc.want)
-		}
-	}
-}
-
 func TestTaskscalerDecide(t *testing.T) {
 	cap4 := func(s *config.Settings) { s.CapacityPerInstance = 4; s.IdleTime = 10 * time.Minute }
 	runCases(t, []decideCase{
@@ -186,13 +153,16 @@ func TestShoalAndStaticAcceptance(t *testing.T) {
 	}
 }
 
-// TestPeriodsForEveryBaseline: a [[pool.policy]] period changes taskscaler's
-// idle_count and static's default size (min_instances), the last match winning.
+// TestPeriodsForEveryBaseline: a [[pool.policy]] period plays the role of
+// docker+machine's [[runners.machine.autoscaling]] and taskscaler's
+// [[runners.autoscaler.policy]], and sets static's default size
+// (min_instances); the last matching period wins.
 func TestPeriodsForEveryBaseline(t *testing.T) {
 	cfg, err := config.Parse("p.toml", []byte(`
 [[pool]]
 name = "docker"
 capacity_per_instance = 2
+idle_count = 1
   [[pool.policy]]
   periods = ["* 9-17 * * mon-fri"]
   idle_count = 4
@@ -209,9 +179,12 @@ capacity_per_instance = 2
 		at     time.Time
 		want   string
 	}{
-		{"taskscaler", t0, "create docker 3"},                    // 6 idle slots / 2 per instance
-		{"taskscaler", t0.Add(2 * time.Hour), "create docker 2"}, // 4 idle slots
-		{"taskscaler", t0.Add(10 * time.Hour), ""},
+		{"taskscaler", t0, "create docker 3"},                     // 6 idle slots / 2 per instance
+		{"taskscaler", t0.Add(2 * time.Hour), "create docker 2"},  // 4 idle slots
+		{"taskscaler", t0.Add(10 * time.Hour), "create docker 1"}, // the pool's 1 idle slot
+		{"docker-machine", t0, "create docker 6"},                 // machines, one job each
+		{"docker-machine", t0.Add(2 * time.Hour), "create docker 4"},
+		{"docker-machine", t0.Add(10 * time.Hour), "create docker 1"},
 		// The last match is the whole policy in force: at 10:00 the second
 		// period wins and the first one's min_instances does not apply.
 		{"static", t0, "create docker 1"},
