@@ -343,3 +343,23 @@ func TestBilling(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsExample keeps the example in docs/autoscaling.md valid.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/autoscaling.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no ```toml block in docs/autoscaling.md")
+	}
+	cfg, err := config.Parse("docs/autoscaling.md", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Pools) != 2 || cfg.Pools[0].Effective(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)).IdleCount != 4 {
+		t.Errorf("docs example: %+v", cfg.Pools)
+	}
+}

@@ -64,45 +64,13 @@ func TestDockerMachineDecide(t *testing.T) {
 func TestDockerMachineAcceptance(t *testing.T) {
 	pol := mustPolicy(t, "docker-machine", nil)
 	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 4; s.MaxInstances = 7 })
-	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 1 || a.Limit != 7 {
-		t.Errorf("IdleCount 0: %+v, want accept-then-provision, 1 slot, limit 7", a)
+	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 1 || a.Limit != 7 ||
+		a.DecideEvery != 3*time.Second || a.DecideOnJobHook {
+		t.Errorf("IdleCount 0: %+v, want accept-then-provision, 1 slot, limit 7, every 3 s", a)
 	}
 	s.IdleCount = 2
 	if a := pol.Acceptance(s); a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 1 {
 		t.Errorf("IdleCount 2: %+v, want on-free-slot, 1 slot", a)
-	}
-}
-
-// TestDockerMachinePeriods: [[runners.machine.autoscaling]] periods are the
-// pool's [[pool.policy]]; the last matching one wins.
-func TestDockerMachinePeriods(t *testing.T) {
-	cfg, err := config.Parse("p.toml", []byte(`
-[[pool]]
-name = "docker"
-idle_count = 1
-  [[pool.policy]]
-  periods = ["* 9-17 * * mon-fri"]
-  idle_count = 4
-  [[pool.policy]]
-  periods = ["* 10 * * *"]
-  idle_count = 6
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := mustPolicy(t, "docker-machine", nil)
-	for _, tc := range []struct {
-		at   time.Time
-		want string
-	}{
-		{t0, "create docker 6"},
-		{t0.Add(2 * time.Hour), "create docker 4"},
-		{t0.Add(10 * time.Hour), "create docker 1"},
-	} {
-		ds, _ := pol.Decide(policy.Snapshot{Now: tc.at, Pools: []policy.Pool{{Settings: cfg.Pools[0].Effective(tc.at)}}}, policy.State{})
-		if got := summary(ds); got != tc.want {
-			t.Errorf("%s: %q, want %q", tc.at, got, tc.want)
-		}
 	}
 }
 
@@ -142,7 +110,7 @@ func TestTaskscalerDecide(t *testing.T) {
 func TestTaskscalerAcceptance(t *testing.T) {
 	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 3; s.MaxInstances = 5 })
 	pol := mustPolicy(t, "taskscaler", nil)
-	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 3 || a.Limit != 15 {
+	if a := pol.Acceptance(s); a.Mode != policy.AcceptThenProvision || a.SlotsPerDroplet != 3 || a.Limit != 15 || a.DecideEvery != policy.CheckInterval {
 		t.Errorf("idle_count 0: %+v", a)
 	}
 	s.IdleCount = 1
@@ -171,4 +139,62 @@ func TestStaticDecide(t *testing.T) {
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4 }),
 				Droplets: []policy.Droplet{idleDroplet(1, 10*time.Hour)}}, want: ""},
 	})
+}
+
+func TestShoalAndStaticAcceptance(t *testing.T) {
+	s := settings(func(s *config.Settings) { s.CapacityPerInstance = 2; s.MaxInstances = 5 })
+	a := mustPolicy(t, "shoal", nil).Acceptance(s)
+	if a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 2 || a.Limit != 10 || a.DecideEvery != 0 || !a.DecideOnJobHook {
+		t.Errorf("shoal: %+v", a)
+	}
+	a = mustPolicy(t, "static", policy.Params{"instances": 3}).Acceptance(s)
+	if a.Mode != policy.AcceptOnFreeSlot || a.SlotsPerDroplet != 2 || a.Limit != 6 || a.DecideOnJobHook {
+		t.Errorf("static: %+v", a)
+	}
+}
+
+// TestPeriodsForEveryBaseline: a [[pool.policy]] period plays the role of
+// docker+machine's [[runners.machine.autoscaling]] and taskscaler's
+// [[runners.autoscaler.policy]], and sets static's default size
+// (min_instances); the last matching period wins.
+func TestPeriodsForEveryBaseline(t *testing.T) {
+	cfg, err := config.Parse("p.toml", []byte(`
+[[pool]]
+name = "docker"
+capacity_per_instance = 2
+idle_count = 1
+  [[pool.policy]]
+  periods = ["* 9-17 * * mon-fri"]
+  idle_count = 4
+  min_instances = 3
+  [[pool.policy]]
+  periods = ["* 10 * * *"]
+  idle_count = 6
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy string
+		at     time.Time
+		want   string
+	}{
+		{"taskscaler", t0, "create docker 3"},                     // 6 idle slots / 2 per instance
+		{"taskscaler", t0.Add(2 * time.Hour), "create docker 2"},  // 4 idle slots
+		{"taskscaler", t0.Add(10 * time.Hour), "create docker 1"}, // the pool's 1 idle slot
+		{"docker-machine", t0, "create docker 6"},                 // machines, one job each
+		{"docker-machine", t0.Add(2 * time.Hour), "create docker 4"},
+		{"docker-machine", t0.Add(10 * time.Hour), "create docker 1"},
+		// The last match is the whole policy in force: at 10:00 the second
+		// period wins and the first one's min_instances does not apply.
+		{"static", t0, "create docker 1"},
+		{"static", t0.Add(2 * time.Hour), "create docker 3"},
+		{"static", t0.Add(10 * time.Hour), "create docker 1"},
+	} {
+		pol := mustPolicy(t, tc.policy, nil)
+		ds, _ := pol.Decide(policy.Snapshot{Now: tc.at, Pools: []policy.Pool{{Settings: cfg.Pools[0].Effective(tc.at)}}}, policy.State{})
+		if got := summary(ds); got != tc.want {
+			t.Errorf("%s at %s: %q, want %q", tc.policy, tc.at.Format("Mon 15:04"), got, tc.want)
+		}
+	}
 }

@@ -62,7 +62,7 @@ func (p *DockerMachine) Acceptance(s config.Settings) Acceptance {
 	if s.IdleCount == 0 {
 		mode = AcceptThenProvision
 	}
-	return Acceptance{Mode: mode, SlotsPerDroplet: 1, Limit: s.MaxInstances}
+	return Acceptance{Mode: mode, SlotsPerDroplet: 1, Limit: s.MaxInstances, DecideEvery: CheckInterval}
 }
 
 // idleTarget is the number of idle machines to keep. Without IdleScaleFactor

@@ -163,7 +163,8 @@ func (m AcceptanceMode) String() string {
 	return "on-free-slot"
 }
 
-// Acceptance describes how a policy's runners use a pool's Droplets.
+// Acceptance describes how a policy's runners use a pool's Droplets and how
+// often the policy decides: what a simulator must honour to replay it.
 type Acceptance struct {
 	Mode AcceptanceMode
 	// SlotsPerDroplet is how many jobs one Droplet runs at once under this
@@ -172,7 +173,17 @@ type Acceptance struct {
 	// Limit is the most jobs the pool's runners hold at once, running and
 	// waiting (GitLab Runner's limit).
 	Limit int
+	// DecideEvery is how often the original decides; 0 means the config's
+	// reconcile_interval (shoal, static).
+	DecideEvery time.Duration
+	// DecideOnJobHook: the original also decides at once when a Job Hook
+	// reports a pending job (shoal's webhook receiver).
+	DecideOnJobHook bool
 }
+
+// CheckInterval is GitLab Runner's default check_interval: how often a runner
+// manager asks GitLab for jobs, and so how often its autoscaler runs.
+const CheckInterval = 3 * time.Second
 
 // State is what a policy remembers between Decides. It is passed in and
 // returned explicitly so that Decide stays a pure function; the zero State is

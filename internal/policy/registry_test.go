@@ -139,6 +139,17 @@ func TestNeverKillAJob(t *testing.T) {
 				var ds []policy.Decision
 				ds, st = pol.Decide(s, st)
 				checkDecisions(t, fmt.Sprintf("%s %v round %d", name, params, round), pol, s.Pools[0], ds)
+				if name != "shoal" {
+					// The GitLab Runner originals know nothing of billing.
+					other := s
+					other.Billing = config.BillingHourly
+					if billing == config.BillingHourly {
+						other.Billing = config.BillingPerSecond
+					}
+					if ds2, _ := pol.Decide(other, st); summary(ds2) != summary(ds) {
+						t.Errorf("%s %v: billing model changed decisions: %q vs %q", name, params, summary(ds), summary(ds2))
+					}
+				}
 			}
 		}
 	}

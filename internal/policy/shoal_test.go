@@ -136,7 +136,7 @@ func TestShoalWarmFromArrivalRate(t *testing.T) {
 	if got := summary(ds); got != "create docker 23" {
 		t.Fatalf("burst: %q, want create docker 23\n%v", got, ds)
 	}
-	if !strings.Contains(ds[0].Reason, "3 warm") || !strings.Contains(ds[0].Reason, "recent rate") {
+	if !strings.Contains(ds[0].Reason, "3 warm") || !strings.Contains(ds[0].Reason, "2.0 jobs/min recently") {
 		t.Errorf("reason should explain the warm slots: %s", ds[0].Reason)
 	}
 	ps, ok := st.ShoalPool("docker")
@@ -178,20 +178,26 @@ func TestShoalLearnsTimeOfDay(t *testing.T) {
 	set := settings(nil)
 	set.MaxInstances = 300
 	day1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	// Day 1: a nightly pipeline of 200 jobs at 02:00.
+	// Day 1: a nightly pipeline of 200 jobs at 02:00 (profile_weight 0.5).
 	_, st := pol.Decide(policy.Snapshot{Now: day1.Add(5 * time.Second), Billing: config.BillingPerSecond,
 		Pools: []policy.Pool{{Settings: set, Pending: jobs(200, day1)}}}, policy.State{})
 	_, st = pol.Decide(policy.Snapshot{Now: day1.Add(10 * time.Minute), Billing: config.BillingPerSecond,
 		Pools: []policy.Pool{{Settings: set}}}, st)
-	// Day 2, 01:58: nothing pending, no Droplets, the recent rate long gone;
-	// the profile expects 0.3×200 = 60 jobs at 02:00, half of the minute is
-	// within the next 2m30s: 30 expected, half kept warm.
-	ds, _ := pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 2*time.Minute), Billing: config.BillingPerSecond,
+	// Day 2, 01:57: nothing pending, no Droplets, the recent rate long gone.
+	// 02:00 is more than a boot (90 s) and 30 s of slack away: nothing yet.
+	ds, st2 := pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 3*time.Minute), Billing: config.BillingPerSecond,
 		Pools: []policy.Pool{{Settings: set}}}, st)
-	if got := summary(ds); got != "create docker 15" {
-		t.Fatalf("day 2 before 02:00: %q, want create docker 15\n%v", got, ds)
+	if got := summary(ds); got != "" {
+		t.Fatalf("day 2 at 01:57: %q, want nothing yet", got)
 	}
-	if !strings.Contains(ds[0].Reason, "time of day") {
+	// 01:58: the profile expects 0.5×200 = 100 jobs at 02:00, which a
+	// Droplet created now would just catch.
+	ds, _ = pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 2*time.Minute), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: set}}}, st2)
+	if got := summary(ds); got != "create docker 100" {
+		t.Fatalf("day 2 at 01:58: %q, want create docker 100\n%v", got, ds)
+	}
+	if !strings.Contains(ds[0].Reason, "time of day expects 100.0 jobs at 02:00") {
 		t.Errorf("reason should credit the time of day: %s", ds[0].Reason)
 	}
 	// At 12:00 on day 2 the profile expects nothing.
@@ -240,5 +246,30 @@ func TestShoalDecideIsPure(t *testing.T) {
 	y, _ := sb.ShoalPool("docker")
 	if x.ArrivalsPerMinute != y.ArrivalsPerMinute || x.ArrivalsPerMinute <= before.ArrivalsPerMinute*0.9 {
 		t.Errorf("new states differ or learned nothing: %v %v (before %v)", x.ArrivalsPerMinute, y.ArrivalsPerMinute, before.ArrivalsPerMinute)
+	}
+}
+
+// TestShoalCountsJobsNeverSeenPending: a runner may take a job between two
+// looks; the jobs started on the pool's Droplets still count as arrivals.
+func TestShoalCountsJobsNeverSeenPending(t *testing.T) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	ready := func(running, done int) []policy.Droplet {
+		var ds []policy.Droplet
+		for i := range 10 {
+			d := idleDroplet(i+1, 10*time.Second)
+			d.RunningJobs, d.JobsDone = running, done
+			ds = append(ds, d)
+		}
+		return ds
+	}
+	_, st := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: set, Droplets: ready(0, 3)}), policy.State{})
+	s := snap(config.BillingPerSecond, policy.Pool{Settings: set, Droplets: ready(1, 3)})
+	s.Now = t0.Add(15 * time.Second)
+	_, st = pol.Decide(s, st)
+	ps, _ := st.ShoalPool("docker")
+	// 10 jobs started unseen: 10/600 per second, 1 per minute.
+	if math.Abs(ps.ArrivalsPerMinute-1) > 0.01 {
+		t.Errorf("arrivals/min = %v, want 1 (10 jobs started between looks)", ps.ArrivalsPerMinute)
 	}
 }

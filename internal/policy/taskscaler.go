@@ -58,13 +58,15 @@ func (p *Taskscaler) preemptive(s config.Settings) bool {
 // confirmed" (a free slot on a ready instance); otherwise the runner requests
 // a job first and then asks taskscaler for capacity, so the job waits for an
 // instance to be provisioned. capacity_per_instance jobs share an instance.
+// It is modelled as deciding at the runner's check_interval, when the runner
+// asks for jobs and acquires capacity.
 func (p *Taskscaler) Acceptance(s config.Settings) Acceptance {
 	s = p.params.overrideSettings(s)
 	mode := AcceptThenProvision
 	if p.preemptive(s) {
 		mode = AcceptOnFreeSlot
 	}
-	return Acceptance{Mode: mode, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance}
+	return Acceptance{Mode: mode, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance, DecideEvery: CheckInterval}
 }
 
 // Decide implements Policy.
