@@ -31,6 +31,10 @@ type Config struct {
 	Groups []string
 	// RunnerIDs are the runners whose managers (one per Droplet) shoal watches.
 	RunnerIDs []int64
+	// MaxPending caps the pending jobs read per project (default 1,000): a
+	// longer queue saturates every pool long before, and reading it all on
+	// every reconcile would only load GitLab.
+	MaxPending int
 	// GroupRefresh is how long a group's project list is reused before it is
 	// read again. Default 5 minutes.
 	GroupRefresh time.Duration
@@ -245,6 +249,13 @@ func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error)
 }
 
 // pending lists a project's pending jobs, every page.
+func (s *Source) maxPending() int {
+	if s.cfg.MaxPending > 0 {
+		return s.cfg.MaxPending
+	}
+	return 1000
+}
+
 func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]PendingJob, error) {
 	opt := &gitlab.ListJobsOptions{
 		ListOptions: gitlab.ListOptions{PerPage: 100},
@@ -266,7 +277,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 			pj.QueuedAt = now.Add(-time.Duration(j.QueuedDuration * float64(time.Second))).Round(time.Millisecond)
 			out = append(out, pj)
 		}
-		if resp.NextPage == 0 {
+		if resp.NextPage == 0 || len(out) >= s.maxPending() {
 			return out, nil
 		}
 		opt.Page = resp.NextPage
@@ -308,7 +319,7 @@ func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error
 			}
 			out = append(out, mm)
 		}
-		if resp.NextPage == 0 {
+		if resp.NextPage == 0 || len(out) >= s.maxPending() {
 			return out, nil
 		}
 		opt.Page = resp.NextPage
@@ -374,7 +385,7 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 			}
 			out[sys] = append(out[sys], rj)
 		}
-		if resp.NextPage == 0 {
+		if resp.NextPage == 0 || len(out) >= s.maxPending() {
 			return out, nil
 		}
 		opt.Page = resp.NextPage

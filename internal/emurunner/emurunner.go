@@ -1,9 +1,14 @@
 // Package emurunner plays the runner side of emulated runner Droplets: when the
-// DigitalOcean emulator creates and boots a runner Droplet, a runner manager for
-// it registers in the GitLab emulator (system_id = the Droplet's name) after a
-// registration delay, and stops when the Droplet is deleted. It implements
+// DigitalOcean emulator boots a runner Droplet, a runner manager for it
+// registers in the GitLab emulator (system_id = the Droplet's name) after a
+// registration delay, and it goes when the Droplet is deleted. It implements
 // reconcile.Runners with the GitLab emulator's drain switch, as the daemon does
 // with SSH. The simulator and the reconciler's tests use it.
+//
+// Pools whose runners accept jobs before they have a machine for them
+// (docker+machine with IdleCount = 0) get one more manager, the pool's
+// acceptor: it takes pending jobs up to the pool's limit, and hands each to a
+// Droplet's runner when one is up with a free slot; the job waits the boot.
 package emurunner
 
 import (
@@ -29,10 +34,9 @@ type Pool struct {
 	Tags []string
 	// Capacity is how many jobs one Droplet's runner runs at once.
 	Capacity int
-	// AcceptWhileBooting registers the manager as soon as the Droplet is
-	// created and lets it take jobs that wait for the boot (docker+machine
-	// with IdleCount = 0).
-	AcceptWhileBooting bool
+	// AcceptLimit, when > 0, gives the pool an acceptor that holds up to this
+	// many jobs waiting for machines.
+	AcceptLimit int
 }
 
 // Fleet tracks the emulated runners. Wire its OnDroplet into doemu.Options.
@@ -50,12 +54,12 @@ type pool struct {
 	Pool
 	token    string
 	runnerID int64
+	acceptor string // the acceptor's system_id, or ""
 }
 
 type runnerState struct {
 	pool         *pool
-	registered   bool // the manager exists in GitLab
-	ready        bool // the runner can run jobs
+	registered   bool
 	readyAt      time.Time
 	draining     bool
 	deleted      bool
@@ -72,10 +76,15 @@ func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools [
 		if err != nil {
 			return nil, fmt.Errorf("create runner for pool %s: %w", p.Name, err)
 		}
-		if p.Capacity < 1 {
-			p.Capacity = 1
+		p.Capacity = max(p.Capacity, 1)
+		fp := &pool{Pool: p, token: r.Token, runnerID: r.ID}
+		if p.AcceptLimit > 0 {
+			fp.acceptor = "acceptor-" + p.Name
+			if err := gl.RegisterManager(r.Token, fp.acceptor, glemu.ManagerOptions{Capacity: p.AcceptLimit, Booting: true}); err != nil {
+				return nil, fmt.Errorf("acceptor for pool %s: %w", p.Name, err)
+			}
 		}
-		f.pools[p.Name] = &pool{Pool: p, token: r.Token, runnerID: r.ID}
+		f.pools[p.Name] = fp
 	}
 	gl.Observe(f.onJob)
 	return f, nil
@@ -93,15 +102,47 @@ func (f *Fleet) RunnerIDs() []int64 {
 	return ids
 }
 
+// The GitLab emulator reports job events synchronously, into onJob; f.mu is
+// never held while calling it.
+
 func (f *Fleet) onJob(ev glemu.Event) {
-	if ev.Job.Status != glemu.StatusSuccess && ev.Job.Status != glemu.StatusFailed {
+	switch ev.Job.Status {
+	case glemu.StatusSuccess, glemu.StatusFailed:
+		f.mu.Lock()
+		rs := f.runners[ev.Job.SystemID]
+		if rs != nil {
+			rs.jobsDone++
+			rs.lastFinished = ev.Time
+		}
+		f.mu.Unlock()
+		if rs != nil {
+			f.handover(rs.pool) // a slot freed
+		}
+	case glemu.StatusRunning:
+		for _, p := range f.pools { // the acceptor took a job: a free machine may run it now
+			if ev.Job.SystemID == p.acceptor {
+				f.handover(p)
+			}
+		}
+	}
+}
+
+// handover gives the acceptor's jobs to the pool's ready, undrained runners.
+func (f *Fleet) handover(p *pool) {
+	if p.acceptor == "" {
 		return
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if rs := f.runners[ev.Job.SystemID]; rs != nil {
-		rs.jobsDone++
-		rs.lastFinished = ev.Time
+	var ready []string
+	for name, rs := range f.runners {
+		if rs.pool == p && rs.registered && !rs.draining && !rs.deleted {
+			ready = append(ready, name)
+		}
+	}
+	f.mu.Unlock()
+	slices.Sort(ready) // map order is random; a replay must not be
+	for _, name := range ready {
+		_, _ = f.gl.Handover(p.token, p.acceptor, name)
 	}
 }
 
@@ -130,22 +171,13 @@ func (f *Fleet) OnDroplet(ev doemu.DropletEvent) {
 	f.mu.Unlock()
 
 	switch ev.Kind {
-	case "created":
-		if p.AcceptWhileBooting {
-			f.register(ev.Name, rs, true)
-		}
 	case "active":
-		f.clock.AfterFunc(f.registerDelay, func() {
-			if rs.pool.AcceptWhileBooting {
-				f.setReady(ev.Name, rs)
-			} else {
-				f.register(ev.Name, rs, false)
-			}
-		})
+		f.clock.AfterFunc(f.registerDelay, func() { f.register(ev.Name, rs) })
 	case "deleted":
 		f.mu.Lock()
 		rs.deleted = true
 		registered := rs.registered
+		delete(f.runners, ev.Name)
 		f.mu.Unlock()
 		if registered {
 			_ = f.gl.Unregister(p.token, ev.Name)
@@ -153,74 +185,60 @@ func (f *Fleet) OnDroplet(ev doemu.DropletEvent) {
 	}
 }
 
-// The GitLab emulator reports job events synchronously, into onJob, which takes
-// f.mu: so f.mu is never held while calling it.
-
-func (f *Fleet) register(name string, rs *runnerState, booting bool) {
+func (f *Fleet) register(name string, rs *runnerState) {
 	f.mu.Lock()
 	skip := rs.deleted || rs.registered
 	f.mu.Unlock()
 	if skip {
 		return
 	}
-	if err := f.gl.RegisterManager(rs.pool.token, name, glemu.ManagerOptions{Capacity: rs.pool.Capacity, Booting: booting}); err != nil {
+	if err := f.gl.RegisterManager(rs.pool.token, name, glemu.ManagerOptions{Capacity: rs.pool.Capacity}); err != nil {
 		return
 	}
 	f.mu.Lock()
-	rs.registered = true
-	if !booting {
-		rs.ready, rs.readyAt = true, f.clock.Now()
-	}
-	draining := rs.draining
+	rs.registered, rs.readyAt = true, f.clock.Now()
+	// Behind an acceptor a machine's runner asks GitLab for nothing itself:
+	// the acceptor hands it its jobs. A drained runner takes none either.
+	pause := rs.draining || rs.pool.acceptor != ""
 	f.mu.Unlock()
-	if draining {
+	if pause {
 		_ = f.gl.Pause(rs.pool.token, name)
 	}
-}
-
-func (f *Fleet) setReady(name string, rs *runnerState) {
-	f.mu.Lock()
-	skip := rs.deleted || !rs.registered
-	f.mu.Unlock()
-	if skip {
-		return
-	}
-	if err := f.gl.SetReady(rs.pool.token, name); err == nil {
-		f.mu.Lock()
-		rs.ready, rs.readyAt = true, f.clock.Now()
-		f.mu.Unlock()
-	}
+	f.handover(rs.pool)
 }
 
 var _ reconcile.Runners = (*Fleet)(nil)
 
-// Observe reports each Droplet's runner from GitLab's view (snap, read through
-// the API) and what the fleet remembers of its jobs.
-func (f *Fleet) Observe(_ context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (map[int]reconcile.RunnerStatus, error) {
+// Observe reports each Droplet's runner as the runner itself knows it (from the
+// GitLab emulator's view of its manager, as the daemon asks the runner over SSH),
+// and the jobs each pool's acceptor holds.
+func (f *Fleet) Observe(_ context.Context, _ demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
+	managers := map[string]glemu.ManagerInfo{}
+	for _, m := range f.gl.Managers() {
+		managers[m.SystemID] = m
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[int]reconcile.RunnerStatus, len(droplets))
+	obs := reconcile.Observation{Droplets: make(map[int]reconcile.RunnerStatus, len(droplets)), Waiting: map[string][]policy.Job{}}
 	for _, d := range droplets {
 		rs := f.runners[d.Name]
-		if rs == nil || !rs.registered {
+		m, ok := managers[d.Name]
+		if rs == nil || !rs.registered || !ok {
 			continue
 		}
-		st := reconcile.RunnerStatus{Registered: rs.ready, RegisteredAt: rs.readyAt, Draining: rs.draining,
-			JobsDone: rs.jobsDone, LastJobFinishedAt: rs.lastFinished}
-		running := snap.RunningBySystemID[d.Name]
-		if rs.ready {
-			st.Running = len(running)
-		} else {
-			for _, j := range running { // taken while the machine boots
-				st.Waiting = append(st.Waiting, policy.Job{ID: j.ID, Tags: j.Tags, QueuedAt: j.StartedAt})
-			}
-		}
-		out[d.ID] = st
+		obs.Droplets[d.ID] = reconcile.RunnerStatus{Registered: true, RegisteredAt: rs.readyAt, Draining: rs.draining,
+			Running: m.Running, JobsDone: rs.jobsDone, LastJobFinishedAt: rs.lastFinished}
 	}
-	return out, nil
+	for name, p := range f.pools {
+		for _, id := range managers[p.acceptor].Jobs {
+			obs.Waiting[name] = append(obs.Waiting[name], policy.Job{ID: id})
+		}
+	}
+	return obs, nil
 }
 
-// Drain flips the manager's switch: it takes no new jobs.
+// Drain flips the runner's switch: it takes no new jobs (and, behind an
+// acceptor, is handed none).
 func (f *Fleet) Drain(_ context.Context, d cloud.Droplet) (int, error) {
 	f.mu.Lock()
 	rs := f.runners[d.Name]

@@ -182,6 +182,29 @@ func (s *Server) SetReady(token, systemID string) error {
 	})
 }
 
+// Handover moves the jobs a booting manager holds to a ready manager of the
+// same runner, while it has free slots; they start there at once. This is
+// docker+machine's manager: it accepts a job, provisions a machine, and runs
+// the job on it when the machine is up.
+func (s *Server) Handover(token, fromSystemID, toSystemID string) (int, error) {
+	moved := 0
+	err := s.withManager(token, toSystemID, "hand over to", func(to *manager) {
+		from := s.manager(to.runner, fromSystemID)
+		if from == nil || !from.booting || to.booting {
+			return
+		}
+		for len(from.running) > 0 && len(to.running) < to.capacity {
+			j := from.running[0]
+			from.running = from.running[1:]
+			j.manager = to
+			to.running = append(to.running, j)
+			s.start(j)
+			moved++
+		}
+	})
+	return moved, err
+}
+
 // Pause is the drain switch: the manager stops asking for jobs; the jobs it
 // runs finish normally.
 func (s *Server) Pause(token, systemID string) error {
@@ -250,6 +273,8 @@ type ManagerInfo struct {
 	Running  int // jobs taken and not finished, including those waiting for boot
 	Booting  bool
 	Paused   bool
+	// Jobs are the IDs of the jobs it holds, in the order it took them.
+	Jobs []int64
 }
 
 // Managers lists the registered managers in registration order.
@@ -259,7 +284,10 @@ func (s *Server) Managers() []ManagerInfo {
 	out := make([]ManagerInfo, len(s.managers))
 	for i, m := range s.managers {
 		out[i] = ManagerInfo{RunnerID: m.runner.id, SystemID: m.systemID, Capacity: m.capacity,
-			Running: len(m.running), Booting: m.booting, Paused: m.paused}
+			Running: len(m.running), Booting: m.booting, Paused: m.paused, Jobs: make([]int64, len(m.running))}
+		for k, j := range m.running {
+			out[i].Jobs[k] = j.id
+		}
 	}
 	return out
 }

@@ -44,17 +44,23 @@ type RunnerStatus struct {
 	Running           int
 	LastJobFinishedAt time.Time
 	JobsDone          int
-	// Waiting are jobs the runner holds before it can run them (runners that
-	// accept jobs while their machine boots).
-	Waiting []policy.Job
+}
+
+// Observation is what the runners reported.
+type Observation struct {
+	// Droplets are the runners by Droplet ID; a Droplet missing here has no
+	// runner registered yet.
+	Droplets map[int]RunnerStatus
+	// Waiting are, by pool, jobs a pool's runner manager has accepted with no
+	// slot to run them yet (docker+machine accepts first, then provisions).
+	Waiting map[string][]policy.Job
 }
 
 // Runners is the runner side of the fleet: the emulator's switch in the
 // simulator, SSH to the Droplet in the daemon.
 type Runners interface {
-	// Observe reports the runner of each Droplet, by Droplet ID; a Droplet
-	// missing from the result has no runner registered yet.
-	Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (map[int]RunnerStatus, error)
+	// Observe reports the runners of the Droplets.
+	Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (Observation, error)
 	// Drain tells the Droplet's runner to take no new jobs and reports how many
 	// it is still running. It must be idempotent.
 	Drain(ctx context.Context, d cloud.Droplet) (running int, err error)
@@ -74,6 +80,10 @@ type Config struct {
 	// "new", stay "off", or run without its runner registering before it is
 	// reaped. Defaults 10, 10 and 15 minutes.
 	StuckNew, StuckOff, RegisterTimeout time.Duration
+	// ListEvery is how often the fleet is listed in full (default 1 minute); in
+	// between, a Step works from the last listing plus its own creates and
+	// deletes, which saves most of the API budget on a large fleet.
+	ListEvery time.Duration
 	// Interval is how often Step runs (default 15 s): the budget keeps room for
 	// the fleet listings the next minute's Steps will make.
 	Interval time.Duration
@@ -98,6 +108,9 @@ type Reconciler struct {
 	budget  budget
 	state   policy.State
 	drainAt map[int]time.Time // when each Droplet's drain began, for DrainHardLimit
+
+	fleet    []cloud.Droplet // as last listed, with this Reconciler's changes since
+	listedAt time.Time
 }
 
 // New returns a Reconciler.
@@ -110,6 +123,9 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	if cfg.RegisterTimeout == 0 {
 		cfg.RegisterTimeout = 15 * time.Minute
+	}
+	if cfg.ListEvery == 0 {
+		cfg.ListEvery = time.Minute
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = config.DefaultReconcileInterval
@@ -160,18 +176,23 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		r.budget.record(now, rep.Requests)
 	}()
 
-	droplets, err := r.cloud.ListDroplets(ctx, FleetTag)
-	if err != nil {
-		return rep, fmt.Errorf("list the fleet: %w", err)
+	if r.fleet == nil || now.Sub(r.listedAt) >= r.cfg.ListEvery {
+		listed, err := r.cloud.ListDroplets(ctx, FleetTag)
+		if err != nil {
+			return rep, fmt.Errorf("list the fleet: %w", err)
+		}
+		r.fleet, r.listedAt = nonNil(listed), now
 	}
+	droplets := slices.Clone(r.fleet)
 	snap, err := r.demand.Snapshot(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
 	}
-	status, err := r.runners.Observe(ctx, snap, droplets)
+	obs, err := r.runners.Observe(ctx, snap, droplets)
 	if err != nil {
 		return rep, fmt.Errorf("observe runners: %w", err)
 	}
+	status := obs.Droplets
 	rep.Droplets, rep.Pending = len(droplets), len(snap.Pending)
 	// What creates and deletes may spend now: the budget, less what this Step
 	// has spent, less the listings the coming minute's Steps will need.
@@ -206,10 +227,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			}
 		}
 		for _, d := range byPool[pool.Name] {
-			st := status[d.ID]
-			pp.Droplets = append(pp.Droplets, toPolicy(d, st))
-			pp.Waiting = append(pp.Waiting, st.Waiting...)
+			pp.Droplets = append(pp.Droplets, toPolicy(d, status[d.ID]))
 		}
+		pp.Waiting = obs.Waiting[pool.Name]
 		ps.Pools = append(ps.Pools, pp)
 	}
 	decisions, state := r.policy.Decide(ps, r.state)
@@ -236,6 +256,13 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func poolOf(d cloud.Droplet) string {
@@ -324,6 +351,7 @@ func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, w
 		return
 	}
 	delete(r.drainAt, d.ID)
+	r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID })
 	rep.Deleted = append(rep.Deleted, d.ID)
 	r.log.Info("deleted droplet", "droplet", d.Name, "reason", why)
 }
@@ -366,6 +394,7 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 	}
 	made, err := r.cloud.CreateDroplets(ctx, spec, names)
 	rep.Created = append(rep.Created, made...)
+	r.fleet = append(r.fleet, made...)
 	if err != nil {
 		rep.Problems = append(rep.Problems, err)
 		if errors.Is(err, cloud.ErrRateLimited) {

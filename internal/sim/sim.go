@@ -31,9 +31,6 @@ type Options struct {
 	// BootDelay (default 45–75 s) and RegisterDelay (default 20 s) model a runner Droplet's start.
 	BootDelay     doemu.Range
 	RegisterDelay time.Duration
-	// Webhook makes the autoscaler reconcile at once when a Job Hook reports a
-	// pending job, as shoal does; GitLab Runner's autoscalers only poll.
-	Webhook bool
 	// Sample is the report's time step (default 1 minute; negative: no series).
 	Sample time.Duration
 }
@@ -136,7 +133,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	windowEnd := start.Add(o.Trace.End())
 	hardStop := windowEnd.Add(6 * time.Hour)
+	// Each policy decides as its original does: shoal on its interval and at
+	// once on a Job Hook; GitLab Runner's autoscalers on their own loops.
+	acc := o.Policy.Acceptance(cfg.Pools[0].Effective(start))
 	interval := cfg.ReconcileInterval
+	if acc.DecideEvery > 0 {
+		interval = acc.DecideEvery
+	}
 	const minGap = 2 * time.Second // between reconciles a Job Hook triggers
 	var (
 		lastReconcile time.Time
@@ -152,7 +155,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		hooked := false
 		select {
 		case <-w.Webhook.Pending():
-			hooked = o.Webhook
+			hooked = acc.DecideOnJobHook
 		default:
 		}
 		if !now.Before(nextReconcile) || (hooked && now.Sub(lastReconcile) >= minGap) {

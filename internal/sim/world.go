@@ -100,8 +100,11 @@ func NewWorld(o WorldOptions) (*World, error) {
 	var runnerPools []emurunner.Pool
 	for _, p := range o.Pools {
 		acc := o.Policy.Acceptance(p.Effective(o.Start))
-		runnerPools = append(runnerPools, emurunner.Pool{Name: p.Name, Tags: p.Tags, Capacity: acc.SlotsPerDroplet,
-			AcceptWhileBooting: acc.Mode == policy.AcceptThenProvision})
+		rp := emurunner.Pool{Name: p.Name, Tags: p.Tags, Capacity: acc.SlotsPerDroplet}
+		if acc.Mode == policy.AcceptThenProvision {
+			rp.AcceptLimit = acc.Limit
+		}
+		runnerPools = append(runnerPools, rp)
 	}
 	if w.Fleet, err = emurunner.New(w.GL, w.Clock, o.RegisterDelay, runnerPools); err != nil {
 		return nil, err
@@ -127,8 +130,8 @@ func NewWorld(o WorldOptions) (*World, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GitLab client: %w", err)
 	}
-	if w.Demand, err = demand.NewSource(gl, demand.Config{Projects: []string{fmt.Sprint(w.ProjectID)},
-		RunnerIDs: w.Fleet.RunnerIDs()}, w.Clock); err != nil {
+	// The runners report their own jobs (emurunner), so GitLab is asked only for the queue.
+	if w.Demand, err = demand.NewSource(gl, demand.Config{Projects: []string{fmt.Sprint(w.ProjectID)}}, w.Clock); err != nil {
 		return nil, err
 	}
 	if w.Webhook, err = demand.NewWebhook(hookSecret, o.Logger); err != nil {
