@@ -29,6 +29,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // registry storage for tests
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+	"github.com/sirupsen/logrus"
 )
 
 // Socket is the local Docker Engine.
@@ -85,8 +86,9 @@ func StartRegistry(t testing.TB) string {
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
 	}
-	cfg.Log.Level = "error"
 	cfg.Log.AccessLog.Disabled = true
+	// The registry logs every request through logrus at info level.
+	logrus.SetLevel(logrus.WarnLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,7 +311,7 @@ func (l *Load) one(c *http.Client) {
 		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %s", resp.Status)
+			err = fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(body)))
 		}
 	}
 	l.mu.Lock()

@@ -5,6 +5,8 @@
 //	/app                serve on :8000; GET / answers "version=$APP_VERSION"
 //	/app -healthcheck   exit 0 when GET http://127.0.0.1:8000/healthz answers 200
 //	/app -release NAME  print a line and exit with $RELEASE_EXIT (default 0)
+//	/app -proxy HOST:PORT  serve on :8000, forwarding to every address HOST resolves to
+//	                    (Swarm's tasks.SERVICE DNS name), round robin, re-resolved often
 //
 // FAIL_HEALTH=1 makes /healthz answer 500, so the container never becomes healthy.
 package main
@@ -14,10 +16,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -25,6 +30,7 @@ import (
 func main() {
 	health := flag.Bool("healthcheck", false, "probe the local server and exit")
 	release := flag.String("release", "", "run a pretend release task and exit")
+	proxy := flag.String("proxy", "", "forward requests to the addresses of HOST:PORT")
 	flag.Parse()
 	version := os.Getenv("APP_VERSION")
 
@@ -52,9 +58,13 @@ func main() {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "version=%s\n", version)
-	})
+	if *proxy != "" {
+		mux.Handle("/", newProxy(*proxy))
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, "version=%s\n", version)
+		})
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if os.Getenv("FAIL_HEALTH") == "1" {
 			http.Error(w, "failing on purpose", http.StatusInternalServerError)
@@ -80,6 +90,60 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// proxy is the stack's front door, as Traefik or nginx would be in production:
+// Swarm's ingress routing mesh needs IPVS, which not every kernel has.
+// It does not retry: a request that fails upstream fails for the client too.
+type proxy struct {
+	host, port string
+	mu         sync.Mutex
+	addrs      []string
+	next       int
+	client     *http.Client
+}
+
+func newProxy(target string) *proxy {
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	p := &proxy{host: host, port: port, client: &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}}
+	go func() {
+		for {
+			if addrs, err := net.LookupHost(p.host); err == nil {
+				p.mu.Lock()
+				p.addrs = addrs
+				p.mu.Unlock()
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	if len(p.addrs) == 0 {
+		p.mu.Unlock()
+		http.Error(w, "no upstream", http.StatusBadGateway)
+		return
+	}
+	addr := p.addrs[p.next%len(p.addrs)]
+	p.next++
+	p.mu.Unlock()
+	resp, err := p.client.Get("http://" + net.JoinHostPort(addr, p.port) + r.URL.RequestURI())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
 }
 
 func drainDelay() time.Duration {
