@@ -28,7 +28,6 @@ type testEnv struct {
 	port    int
 	stack   string
 	out     *lineLog
-	version string
 }
 
 // lineLog sends progress lines to the test log, and keeps them for assertions.
@@ -262,7 +261,7 @@ func TestDeployLifecycle(t *testing.T) {
 
 	// 6. Dry run shows the change and changes nothing.
 	e.out.reset()
-	res, err = e.deploy("v1", func(o *deploy.Options) { o.DryRun = true })
+	_, err = e.deploy("v1", func(o *deploy.Options) { o.DryRun = true })
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}

@@ -22,8 +22,8 @@ import (
 const LabelRelease = "io.shoal.release"
 
 // releaseSpec is the service's spec turned into a run-once Swarm job: same image,
-// environment, networks, secrets and configs; no published ports, no health check,
-// no restarts.
+// environment, networks, secrets and configs; no published ports, no network
+// aliases, no health check, no restarts.
 func releaseSpec(st *stack.Stack, i int, rt stack.ReleaseTask, suffix string) (swarm.ServiceSpec, error) {
 	svc, ok := st.Service(rt.Service)
 	if !ok {
@@ -45,6 +45,13 @@ func releaseSpec(st *stack.Stack, i int, rt stack.ReleaseTask, suffix string) (s
 	one := uint64(1)
 	spec.Mode = swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: &one, TotalCompletions: &one}}
 	spec.UpdateConfig, spec.RollbackConfig, spec.EndpointSpec = nil, nil, nil
+	// The job joins the service's networks but not under its name: with the
+	// service's aliases, Swarm's DNS would hand the job's address to clients of
+	// the service (tasks.web), and requests would land on a container that
+	// serves nothing.
+	for i := range spec.TaskTemplate.Networks {
+		spec.TaskTemplate.Networks[i].Aliases = nil
+	}
 	return spec, nil
 }
 

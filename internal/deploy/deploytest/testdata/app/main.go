@@ -21,7 +21,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -116,7 +118,11 @@ func newProxy(target string) *proxy {
 	go func() {
 		for {
 			if addrs, err := net.LookupHost(p.host); err == nil {
+				sort.Strings(addrs)
 				p.mu.Lock()
+				if strings.Join(addrs, ",") != strings.Join(p.addrs, ",") {
+					fmt.Printf("%s upstreams %v\n", time.Now().Format("15:04:05.000"), addrs)
+				}
 				p.addrs = addrs
 				p.mu.Unlock()
 			}
