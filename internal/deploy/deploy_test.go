@@ -309,4 +309,74 @@ func TestDeployLifecycle(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no service \"nope\"") || !strings.Contains(err.Error(), "web") {
 		t.Errorf("logs of an unknown service: %v", err)
 	}
+
+	// 9. Two pipelines deploy at once: one fails at once naming the lock's owner.
+	type outcome struct {
+		who string
+		err error
+	}
+	results := make(chan outcome, 2)
+	for _, who := range []string{"alice", "bob"} {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			_, err := e.deployer(who).Deploy(ctx, deploy.Options{Stack: e.load("v1"), Version: "v1", Reason: who + "'s pipeline"})
+			results <- outcome{who, err}
+		}()
+	}
+	var won, lost []outcome
+	for range 2 {
+		r := <-results
+		var held *deploy.LockHeldError
+		switch {
+		case r.err == nil:
+			won = append(won, r)
+		case errors.As(r.err, &held):
+			lost = append(lost, r)
+		default:
+			t.Errorf("%s's deploy: %v", r.who, r.err)
+		}
+	}
+	if len(won) != 1 || len(lost) != 1 {
+		t.Fatalf("concurrent deploys: %d succeeded, %d refused by the lock; want one each", len(won), len(lost))
+	}
+	if msg := lost[0].err.Error(); !strings.Contains(msg, "locked by "+won[0].who) || !strings.Contains(msg, won[0].who+"'s pipeline") {
+		t.Errorf("lock refusal does not name the holder %s: %s", won[0].who, msg)
+	}
+
+	// 10. With --lock-wait, a deploy waits for the holder to finish.
+	ctx := context.Background()
+	held, err := e.deployer("carol").AcquireLock(ctx, e.stack, "carol's hotfix", 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		_ = held.Release()
+	}()
+	e.out.reset()
+	waitStart := time.Now()
+	if _, err := e.deploy("v1", func(o *deploy.Options) { o.LockWait = 30 * time.Second }); err != nil {
+		t.Fatalf("deploy waiting for the lock: %v", err)
+	}
+	if waited := time.Since(waitStart); waited < time.Second {
+		t.Errorf("deploy did not wait for the lock (took %s)", waited)
+	}
+	if out := e.out.reset(); !strings.Contains(out, "locked by carol (carol's hotfix); waiting") {
+		t.Errorf("waiting for the lock was not shown:\n%s", out)
+	}
+
+	// 11. A lock older than its TTL (its deploy was killed) is taken over.
+	if _, err := e.deployer("dave").AcquireLock(ctx, e.stack, "killed job", 0, time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.deploy("v1", func(o *deploy.Options) { o.LockWait = 0 }); err != nil {
+		t.Fatalf("deploy over a stale lock: %v", err)
+	}
+	if out := e.out.reset(); !strings.Contains(out, "taking it over") {
+		t.Errorf("stale lock takeover was not shown:\n%s", out)
+	}
+	if l, err := e.deployer("x").LockStatus(ctx, e.stack); err != nil || l != nil {
+		t.Errorf("lock after the deploys = %+v, %v; want released", l, err)
+	}
 }
