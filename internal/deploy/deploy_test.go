@@ -21,13 +21,13 @@ import (
 // testEnv is a single-node Swarm on the local engine, reached through a real sshd,
 // with the test app's images in a loopback registry.
 type testEnv struct {
-	t       *testing.T
-	local   *client.Client // direct, for the test's own checks
-	remote  *client.Client // through SSH, for shoal
-	reg     string
-	port    int
-	stack   string
-	out     *lineLog
+	t      *testing.T
+	local  *client.Client // direct, for the test's own checks
+	remote *client.Client // through SSH, for shoal
+	reg    string
+	port   int
+	stack  string
+	out    *lineLog
 }
 
 // lineLog sends progress lines to the test log, and keeps them for assertions.

@@ -50,8 +50,10 @@ type plain struct {
 
 func (p *plain) Step(format string, args ...any) { p.line("==> " + fmt.Sprintf(format, args...)) }
 func (p *plain) Info(format string, args ...any) { p.line("    " + fmt.Sprintf(format, args...)) }
-func (p *plain) Warn(format string, args ...any) { p.line("    warning: " + fmt.Sprintf(format, args...)) }
-func (p *plain) Log(source, line string)         { p.line(fmt.Sprintf("    %s | %s", source, line)) }
+func (p *plain) Warn(format string, args ...any) {
+	p.line("    warning: " + fmt.Sprintf(format, args...))
+}
+func (p *plain) Log(source, line string) { p.line(fmt.Sprintf("    %s | %s", source, line)) }
 
 func (p *plain) Service(name string, s ServiceState) {
 	p.mu.Lock()

@@ -28,7 +28,7 @@ type tracked struct {
 	// rollbackCause is Swarm's message when it started rolling back.
 	rollbackCause string
 	done          bool
-	failure     *ServiceFailure
+	failure       *ServiceFailure
 }
 
 // grace is how long a service whose update Swarm did not start (a change of

@@ -142,6 +142,3 @@ func TestDialRefusals(t *testing.T) {
 		})
 	}
 }
-
-
-

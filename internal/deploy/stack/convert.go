@@ -189,7 +189,9 @@ var (
 func serviceSpec(stack string, svc types.ServiceConfig, p *types.Project, st *Stack) (swarm.ServiceSpec, []string, error) {
 	var warns []string
 	var errs []error
-	ignored := func(what string) { warns = append(warns, fmt.Sprintf("service %s: %s is ignored by Swarm", svc.Name, what)) }
+	ignored := func(what string) {
+		warns = append(warns, fmt.Sprintf("service %s: %s is ignored by Swarm", svc.Name, what))
+	}
 	if svc.Image == "" {
 		return swarm.ServiceSpec{}, nil, errors.New("no image: Swarm services run images, not builds; set image")
 	}

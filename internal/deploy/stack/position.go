@@ -24,6 +24,11 @@ func withPosition(err error, files []string) error {
 	// Later files override earlier ones: report the last file that has the path.
 	for i := len(files) - 1; i >= 0; i-- {
 		if line := lineOf(files[i], path); line > 0 {
+			what := err.Error()
+			// jsonschema's words for a key the compose specification does not have.
+			if strings.HasSuffix(what, m[1]+" false schema") {
+				return fmt.Errorf("%s:%d: %s: unknown key: not in the compose specification (a typo?)", files[i], line, m[1])
+			}
 			return fmt.Errorf("%s:%d: %s: %w", files[i], line, m[1], err)
 		}
 	}
