@@ -87,8 +87,10 @@ func StartRegistry(t testing.TB) string {
 		Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
 	}
 	cfg.Log.AccessLog.Disabled = true
-	// The registry logs every request through logrus at info level.
-	logrus.SetLevel(logrus.WarnLevel)
+	cfg.HTTP.Secret = "shoal-test-registry"
+	// The registry logs every request through logrus, and the blob probes of
+	// every push as errors: none of it is news to a test.
+	logrus.SetLevel(logrus.FatalLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
