@@ -74,6 +74,19 @@ func (f *swarmFlags) connect(ctx context.Context, out io.Writer) (*deploy.Deploy
 	return d, func() { cli.Close(); conn.Close() }, nil
 }
 
+// run checks the flags, connects, and runs fn with a Deployer whose progress goes to out.
+func (f *swarmFlags) run(ctx context.Context, out io.Writer, fn func(*deploy.Deployer) error) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	d, closeConn, err := f.connect(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	return fn(d)
+}
+
 // performer names who deploys: the GitLab user in CI, user@machine elsewhere.
 func performer() string {
 	if u := os.Getenv("GITLAB_USER_LOGIN"); u != "" {

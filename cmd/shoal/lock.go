@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/shoalci/shoal/internal/deploy"
 )
 
 func init() { subcommands = append(subcommands, newLockCmd) }
@@ -20,28 +22,22 @@ func newLockCmd() *cobra.Command {
 		Short: "Show who holds the stack's deploy lock",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sfStatus.check(); err != nil {
-				return err
-			}
-			d, closeConn, err := sfStatus.connect(cmd.Context(), cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			l, err := d.LockStatus(cmd.Context(), sfStatus.stack)
-			if err != nil {
-				return err
-			}
-			if l == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "stack %s is not locked\n", sfStatus.stack)
+			return sfStatus.run(cmd.Context(), cmd.ErrOrStderr(), func(d *deploy.Deployer) error {
+				l, err := d.LockStatus(cmd.Context(), sfStatus.stack)
+				if err != nil {
+					return err
+				}
+				if l == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "stack %s is not locked\n", sfStatus.stack)
+					return nil
+				}
+				stale := ""
+				if l.Stale(time.Now()) {
+					stale = " (stale: older than its TTL, the next deploy takes it over)"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "stack %s is locked by %s since %s: %s%s\n", l.Stack, l.Owner, l.Since.UTC().Format(time.RFC3339), l.Reason, stale)
 				return nil
-			}
-			stale := ""
-			if l.Stale(time.Now()) {
-				stale = " (stale: older than its TTL, the next deploy takes it over)"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "stack %s is locked by %s since %s: %s%s\n", l.Stack, l.Owner, l.Since.UTC().Format(time.RFC3339), l.Reason, stale)
-			return nil
+			})
 		},
 	}
 	release := &cobra.Command{
@@ -49,19 +45,13 @@ func newLockCmd() *cobra.Command {
 		Short: "Remove the stack's deploy lock (only when its deploy is dead)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sfRelease.check(); err != nil {
-				return err
-			}
-			d, closeConn, err := sfRelease.connect(cmd.Context(), cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			if err := d.ReleaseLock(cmd.Context(), sfRelease.stack); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "stack %s is unlocked\n", sfRelease.stack)
-			return nil
+			return sfRelease.run(cmd.Context(), cmd.ErrOrStderr(), func(d *deploy.Deployer) error {
+				if err := d.ReleaseLock(cmd.Context(), sfRelease.stack); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "stack %s is unlocked\n", sfRelease.stack)
+				return nil
+			})
 		},
 	}
 	sfStatus.register(status)

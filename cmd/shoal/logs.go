@@ -18,15 +18,9 @@ func newLogsCmd() *cobra.Command {
 		Short: "Print (or follow) the logs of a stack's service, all its tasks",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := sf.check(); err != nil {
-				return err
-			}
-			d, closeConn, err := sf.connect(cmd.Context(), cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			return d.Logs(cmd.Context(), sf.stack, args[0], o, cmd.OutOrStdout())
+			return sf.run(cmd.Context(), cmd.ErrOrStderr(), func(d *deploy.Deployer) error {
+				return d.Logs(cmd.Context(), sf.stack, args[0], o, cmd.OutOrStdout())
+			})
 		},
 	}
 	sf.register(cmd)

@@ -24,16 +24,10 @@ changed, under the stack's deploy lock, and waits until they run again. Swarm ke
 previous spec per service: a second rollback goes forward again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sf.check(); err != nil {
+			return sf.run(cmd.Context(), cmd.OutOrStdout(), func(d *deploy.Deployer) error {
+				_, err := d.Rollback(cmd.Context(), sf.stack, deploy.RollbackOptions{Reason: firstNonEmpty(reason, "rollback by "+performer()), LockWait: lockWait})
 				return err
-			}
-			d, closeConn, err := sf.connect(cmd.Context(), cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			_, err = d.Rollback(cmd.Context(), sf.stack, deploy.RollbackOptions{Reason: firstNonEmpty(reason, "rollback by "+performer()), LockWait: lockWait})
-			return err
+			})
 		},
 	}
 	sf.register(cmd)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/shoalci/shoal/internal/deploy"
 )
 
 func init() { subcommands = append(subcommands, newStatusCmd) }
@@ -13,20 +15,14 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a stack's services, replicas, images, update state and last deploy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sf.check(); err != nil {
-				return err
-			}
-			d, closeConn, err := sf.connect(cmd.Context(), cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			st, err := d.Status(cmd.Context(), sf.stack)
-			if err != nil {
-				return err
-			}
-			st.Print(cmd.OutOrStdout())
-			return nil
+			return sf.run(cmd.Context(), cmd.ErrOrStderr(), func(d *deploy.Deployer) error {
+				st, err := d.Status(cmd.Context(), sf.stack)
+				if err != nil {
+					return err
+				}
+				st.Print(cmd.OutOrStdout())
+				return nil
+			})
 		},
 	}
 	sf.register(cmd)

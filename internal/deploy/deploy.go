@@ -377,45 +377,52 @@ func (d *Deployer) Plan(ctx context.Context, st *stack.Stack, force bool) (*Plan
 		return nil, fmt.Errorf("external network(s) %s not found on the cluster: create them (docker network create -d overlay NAME) or drop external: true", strings.Join(missingExternal, ", "))
 	}
 
-	cfgs, err := d.Docker.ConfigList(ctx, client.ConfigListOptions{})
+	haveCfg, haveSec, err := d.objectNames(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list configs: %w", err)
+		return nil, err
 	}
-	haveCfg := map[string]bool{}
-	for _, c := range cfgs.Items {
-		haveCfg[c.Spec.Name] = true
-	}
-	secs, err := d.Docker.SecretList(ctx, client.SecretListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
-	haveSec := map[string]bool{}
-	for _, s := range secs.Items {
-		haveSec[s.Spec.Name] = true
-	}
-	var missing []string
-	for _, o := range st.Configs {
-		switch {
-		case haveCfg[o.Name]:
-		case o.External:
-			missing = append(missing, "config "+o.Name)
-		default:
-			plan.NewConfigs = append(plan.NewConfigs, o)
-		}
-	}
-	for _, o := range st.Secrets {
-		switch {
-		case haveSec[o.Name]:
-		case o.External:
-			missing = append(missing, "secret "+o.Name)
-		default:
-			plan.NewSecrets = append(plan.NewSecrets, o)
-		}
-	}
+	var missing, m []string
+	plan.NewConfigs, missing = split(st.Configs, haveCfg, "config")
+	plan.NewSecrets, m = split(st.Secrets, haveSec, "secret")
+	missing = append(missing, m...)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("external %s not found on the cluster: create them first", strings.Join(missing, ", "))
 	}
 	return plan, nil
+}
+
+// objectNames lists the names of the Swarm's configs and secrets.
+func (d *Deployer) objectNames(ctx context.Context) (configs, secrets map[string]bool, err error) {
+	cfgs, err := d.Docker.ConfigList(ctx, client.ConfigListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list configs: %w", err)
+	}
+	secs, err := d.Docker.SecretList(ctx, client.SecretListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list secrets: %w", err)
+	}
+	configs, secrets = map[string]bool{}, map[string]bool{}
+	for _, c := range cfgs.Items {
+		configs[c.Spec.Name] = true
+	}
+	for _, s := range secs.Items {
+		secrets[s.Spec.Name] = true
+	}
+	return configs, secrets, nil
+}
+
+// split sorts a stack's objects into those to create and external ones missing.
+func split(objs []stack.Object, have map[string]bool, kind string) (create []stack.Object, missing []string) {
+	for _, o := range objs {
+		switch {
+		case have[o.Name]:
+		case o.External:
+			missing = append(missing, kind+" "+o.Name)
+		default:
+			create = append(create, o)
+		}
+	}
+	return create, missing
 }
 
 // diffSpecs names the differences a person cares about.
