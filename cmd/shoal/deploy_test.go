@@ -37,6 +37,11 @@ func TestDeployCommands(t *testing.T) {
       test: ["CMD", "/app", "-healthcheck"]
       interval: 1s
       retries: 2
+  seed:
+    image: `+reg+`/app:${IMAGE_TAG}
+    command: ["-release", "seed"]
+    deploy:
+      mode: replicated-job
 x-shoal:
   hooks:
     pre-deploy: ['echo "$$SHOAL_STACK $$SHOAL_VERSION" > pre.txt']
@@ -53,6 +58,9 @@ x-shoal:
 	code, out, _ := shoal(append([]string{"deploy", "-f", stackFile, "--image-tag", "c1"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "==> Deployed shoalcli version c1") {
 		t.Fatalf("deploy: exit %d, want 0 and a Deployed line", code)
+	}
+	if !strings.Contains(out, "shoalcli_seed                1/1 running, job completed") {
+		t.Errorf("deploy did not wait for the stack's job service to complete")
 	}
 	if got := readFile(t, filepath.Join(dir, "pre.txt")); got != "shoalcli c1" {
 		t.Errorf("pre-deploy hook saw %q, want SHOAL_STACK and SHOAL_VERSION", got)

@@ -131,12 +131,19 @@ func (d *Deployer) observe(ctx context.Context, t *tracked) error {
 	if err != nil {
 		return fmt.Errorf("tasks of %s: %w", t.name, err)
 	}
+	if svc.Spec.Mode.ReplicatedJob != nil || svc.Spec.Mode.GlobalJob != nil {
+		d.observeJob(ctx, t, svc, tasks.Items)
+		return nil
+	}
 	c := countTasks(svc, tasks.Items)
 	st := ServiceState{Running: c.running, Desired: c.desired}
 
 	us := svc.UpdateStatus
 	ours := us != nil && us.StartedAt != nil && (t.prevStarted == nil || !us.StartedAt.Equal(*t.prevStarted))
-	converged := c.running == c.desired && c.starting == 0 && c.desired > 0
+	// Zero desired tasks is converged only when the file asks for zero replicas:
+	// a global service with no tasks yet has simply not been scheduled.
+	zeroWanted := svc.Spec.Mode.Replicated != nil && c.desired == 0
+	converged := c.running == c.desired && c.starting == 0 && (c.desired > 0 || zeroWanted)
 	switch {
 	case ours:
 		st.State, st.Message = strings.ReplaceAll(string(us.State), "_", " "), us.Message
@@ -178,6 +185,51 @@ func failureState(us *swarm.UpdateStatus) string {
 		return "update paused: " + us.Message
 	}
 	return "rollback paused: " + us.Message
+}
+
+// observeJob follows a job-mode service of the stack (not a release task): it is
+// done when its current run's tasks have completed, failed when one of them failed.
+func (d *Deployer) observeJob(ctx context.Context, t *tracked, svc swarm.Service, tasks []swarm.Task) {
+	var iteration uint64
+	if svc.JobStatus != nil {
+		iteration = svc.JobStatus.JobIteration.Index
+	}
+	want := uint64(0)
+	if rj := svc.Spec.Mode.ReplicatedJob; rj != nil {
+		want = 1
+		if rj.TotalCompletions != nil {
+			want = *rj.TotalCompletions
+		}
+	}
+	var complete, active uint64
+	failed := false
+	for _, tk := range tasks {
+		if tk.JobIteration != nil && tk.JobIteration.Index != iteration {
+			continue // an earlier run of the job
+		}
+		switch tk.Status.State {
+		case swarm.TaskStateComplete:
+			complete++
+		case swarm.TaskStateFailed, swarm.TaskStateRejected:
+			failed = true
+		default:
+			active++
+		}
+	}
+	if want == 0 { // global job: one task per eligible node
+		want = complete + active
+	}
+	st := ServiceState{Running: complete, Desired: want, State: "job running"}
+	switch {
+	case failed:
+		t.failure = &ServiceFailure{Service: t.name, State: "job failed"}
+		d.lastTaskError(ctx, t, "")
+		st.State = "job failed"
+	case want > 0 && complete >= want:
+		t.done = true
+		st.State = "job completed"
+	}
+	d.progress().Service(t.name, st)
 }
 
 type taskCounts struct {

@@ -63,8 +63,13 @@ func (d *Deployer) Status(ctx context.Context, stackName string) (*StackStatus, 
 		}
 		if s.ServiceStatus != nil {
 			ss.Running, ss.Desired = s.ServiceStatus.RunningTasks, s.ServiceStatus.DesiredTasks
+			if s.Spec.Mode.ReplicatedJob != nil || s.Spec.Mode.GlobalJob != nil {
+				// A job's useful count is how many of its tasks completed.
+				ss.Running = s.ServiceStatus.CompletedTasks
+				ss.UpdateState = "job"
+			}
 		}
-		if us := s.UpdateStatus; us != nil {
+		if us := s.UpdateStatus; us != nil && ss.UpdateState == "" {
 			ss.UpdateState, ss.UpdateMessage = string(us.State), us.Message
 		}
 		out.Services = append(out.Services, ss)

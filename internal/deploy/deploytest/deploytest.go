@@ -237,9 +237,9 @@ func RemoveStack(t testing.TB, cli *client.Client, stack string) {
 			_, _ = cli.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{})
 		}
 	}
-	// Tasks' containers must be gone before networks, configs and secrets can go.
+	// Running containers hold their networks: they must stop before the networks can go.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		cs, err := cli.ContainerList(ctx, client.ContainerListOptions{Filters: f})
 		if err != nil || len(cs.Items) == 0 {
 			break
 		}

@@ -337,6 +337,10 @@ func serviceSpec(stack string, svc types.ServiceConfig, p *types.Project, st *St
 		RollbackConfig: updateConfig(deploy.RollbackConfig, swarm.UpdateFailureActionPause),
 		EndpointSpec:   endpoint(deploy.EndpointMode, svc.Ports),
 	}
+	if mode.ReplicatedJob != nil || mode.GlobalJob != nil {
+		// Swarm refuses update settings on jobs: each deploy simply runs them again.
+		spec.UpdateConfig, spec.RollbackConfig = nil, nil
+	}
 	if len(errs) > 0 {
 		return spec, warns, errors.Join(errs...)
 	}
