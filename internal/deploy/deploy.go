@@ -630,4 +630,5 @@ func (d *Deployer) prune(ctx context.Context, st *stack.Stack) {
 	}
 }
 
-var errTimeout = errors.New("timed out waiting for the services to converge")
+// ErrTimeout is a rollout that did not converge within the deploy's timeout.
+var ErrTimeout = errors.New("timed out waiting for the services to converge (raise --timeout or x-shoal.timeout if they are only slow)")

@@ -379,4 +379,16 @@ func TestDeployLifecycle(t *testing.T) {
 	if l, err := e.deployer("x").LockStatus(ctx, e.stack); err != nil || l != nil {
 		t.Errorf("lock after the deploys = %+v, %v; want released", l, err)
 	}
+
+	// 12. A rollout that does not converge in time is rolled back by shoal itself
+	// (Swarm saw no failure): every service returns to the version before.
+	_, err = e.deploy("v2", func(o *deploy.Options) { o.Timeout = 500 * time.Millisecond })
+	if !errors.As(err, &de) || !errors.Is(err, deploy.ErrTimeout) {
+		t.Fatalf("deploy with a 500ms timeout: got %v, want a DeployError for the timeout", err)
+	}
+	if len(de.RolledBack) != 3 {
+		t.Errorf("after the timeout shoal rolled back %v, want the 3 changed services", de.RolledBack)
+	}
+	deploytest.WaitServing(t, e.url(), "version=v1", 10*time.Second)
+	e.wantVersions("v1")
 }

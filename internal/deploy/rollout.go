@@ -112,7 +112,7 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 					d.lastTaskError(ctx, t, "")
 				}
 			}
-			return d.fail(ctx, plan.Stack.Name, ts, errTimeout)
+			return d.fail(ctx, plan.Stack.Name, ts, ErrTimeout)
 		}
 		if err := d.clock().Sleep(ctx, d.poll()); err != nil {
 			return d.fail(ctx, plan.Stack.Name, ts, err)

@@ -248,7 +248,7 @@ func (c *Conn) DialSocket(ctx context.Context) (net.Conn, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("open %s on %s over SSH: %w (the SSH user needs access to the Docker socket, and sshd needs AllowStreamLocalForwarding yes)", c.socket, c.target.Host, r.err)
+			return nil, fmt.Errorf("open %s on %s over SSH: %w (the SSH user needs access to the Docker socket, and the host's sshd_config must allow local forwarding: AllowStreamLocalForwarding and AllowTcpForwarding yes or local, no DisableForwarding)", c.socket, c.target.Host, r.err)
 		}
 		return r.conn, nil
 	case <-ctx.Done():
