@@ -367,9 +367,11 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 
 	// 11. A lock older than its TTL (its deploy was killed) is taken over.
-	if _, err := e.deployer("dave").AcquireLock(ctx, e.stack, "killed job", 0, time.Nanosecond); err != nil {
+	dead, err := e.deployer("dave").AcquireLock(ctx, e.stack, "killed job", 0, time.Nanosecond)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer dead.Release() // stops its renewals; the lock itself is gone by then
 	if _, err := e.deploy("v1", func(o *deploy.Options) { o.LockWait = 0 }); err != nil {
 		t.Fatalf("deploy over a stale lock: %v", err)
 	}
@@ -378,6 +380,20 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 	if l, err := e.deployer("x").LockStatus(ctx, e.stack); err != nil || l != nil {
 		t.Errorf("lock after the deploys = %+v, %v; want released", l, err)
+	}
+
+	// 11b. A live holder renews its lock: a deploy longer than the TTL keeps it.
+	live, err := e.deployer("erin").AcquireLock(ctx, e.stack, "long deploy", 0, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	var lockErr *deploy.LockHeldError
+	if _, err := e.deployer("frank").AcquireLock(ctx, e.stack, "impatient", 0, time.Minute); !errors.As(err, &lockErr) || lockErr.Lock.Owner != "erin" {
+		t.Errorf("lock of a live holder past its TTL: got %v, want it still held by erin", err)
+	}
+	if err := live.Release(); err != nil {
+		t.Fatal(err)
 	}
 
 	// 12. A rollout that does not converge in time is rolled back by shoal itself

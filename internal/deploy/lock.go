@@ -20,6 +20,9 @@ const (
 	labelLockReason = "io.shoal.lock.reason"
 	labelLockSince  = "io.shoal.lock.since"
 	labelLockTTL    = "io.shoal.lock.ttl"
+	// labelLockRenewed is refreshed while the holder runs, so a long deploy's lock
+	// never looks abandoned; only a dead holder's lock goes stale.
+	labelLockRenewed = "io.shoal.lock.renewed"
 )
 
 // DefaultLockTTL is how long a lock is honoured when its holder never released it
@@ -32,12 +35,20 @@ type LockInfo struct {
 	Owner  string
 	Reason string
 	Since  time.Time
-	TTL    time.Duration
-	id     string
+	// Renewed is the holder's last sign of life.
+	Renewed time.Time
+	TTL     time.Duration
+	id      string
 }
 
-// Stale says whether the lock has outlived its TTL at now.
-func (l LockInfo) Stale(now time.Time) bool { return l.TTL > 0 && now.Sub(l.Since) > l.TTL }
+// Stale says whether the holder has not renewed the lock for longer than its TTL.
+func (l LockInfo) Stale(now time.Time) bool {
+	last := l.Since
+	if l.Renewed.After(last) {
+		last = l.Renewed
+	}
+	return l.TTL > 0 && now.Sub(last) > l.TTL
+}
 
 // LockHeldError is returned when another deploy holds the stack's lock.
 type LockHeldError struct{ Lock LockInfo }
@@ -50,7 +61,9 @@ func (e *LockHeldError) Error() string {
 // Lock is a held deploy lock.
 type Lock struct {
 	LockInfo
-	d *Deployer
+	d    *Deployer
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // AcquireLock takes the stack's lock, waiting up to wait for a holder to let go
@@ -77,7 +90,11 @@ func (d *Deployer) AcquireLock(ctx context.Context, stack, reason string, wait, 
 		}
 		res, err := d.Docker.ConfigCreate(ctx, client.ConfigCreateOptions{Spec: spec})
 		if err == nil {
-			return &Lock{LockInfo: LockInfo{Stack: stack, Owner: d.Performer, Reason: reason, Since: now, TTL: ttl, id: res.ID}, d: d}, nil
+			l := &Lock{LockInfo: LockInfo{Stack: stack, Owner: d.Performer, Reason: reason, Since: now, TTL: ttl, id: res.ID}, d: d, done: make(chan struct{})}
+			var kctx context.Context
+			kctx, l.stop = context.WithCancel(context.WithoutCancel(ctx))
+			go l.keepAlive(kctx)
+			return l, nil
 		}
 		if !cerrdefs.IsConflict(err) && !cerrdefs.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("take deploy lock: %w", err)
@@ -123,6 +140,7 @@ func (d *Deployer) LockStatus(ctx context.Context, stack string) (*LockInfo, err
 		info := LockInfo{Stack: stack, Owner: l[labelLockOwner], Reason: l[labelLockReason], id: c.ID}
 		info.Since, _ = time.Parse(time.RFC3339Nano, l[labelLockSince])
 		info.TTL, _ = time.ParseDuration(l[labelLockTTL])
+		info.Renewed, _ = time.Parse(time.RFC3339Nano, l[labelLockRenewed])
 		return &info, nil
 	}
 	return nil, nil
@@ -144,9 +162,45 @@ func (d *Deployer) removeLock(ctx context.Context, id string) error {
 	return nil
 }
 
+// keepAlive renews the lock every third of its TTL until Release.
+func (l *Lock) keepAlive(ctx context.Context) {
+	defer close(l.done)
+	tick := l.d.clock().NewTicker(max(l.TTL/3, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C():
+			err := l.renew(ctx)
+			switch {
+			case err == nil, ctx.Err() != nil:
+			case cerrdefs.IsNotFound(err):
+				l.d.progress().Warn("the deploy lock of %s was removed by someone else (lock release, or a takeover after its TTL)", l.Stack)
+				return
+			default:
+				l.d.progress().Warn("renew deploy lock: %v", err)
+			}
+		}
+	}
+}
+
+func (l *Lock) renew(ctx context.Context) error {
+	ins, err := l.d.Docker.ConfigInspect(ctx, l.id, client.ConfigInspectOptions{})
+	if err != nil {
+		return err
+	}
+	spec := ins.Config.Spec
+	spec.Labels[labelLockRenewed] = l.d.clock().Now().UTC().Format(time.RFC3339Nano)
+	_, err = l.d.Docker.ConfigUpdate(ctx, l.id, client.ConfigUpdateOptions{Version: ins.Config.Version, Spec: spec})
+	return err
+}
+
 // Release lets the lock go. It uses its own context so a cancelled deploy
 // (Ctrl-C, CI timeout) still releases it.
 func (l *Lock) Release() error {
+	l.stop()
+	<-l.done
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := l.d.removeLock(ctx, l.id)
