@@ -176,6 +176,10 @@ func BuildAndPush(t testing.TB, cli *client.Client, ref string, env map[string]s
 		t.Fatal(err)
 	}
 	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{ref}, Remove: true, ForceRemove: true})
+	// The tag names a registry that dies with the test: untag it so runs don't pile up.
+	t.Cleanup(func() {
+		_, _ = cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true})
+	})
 	if err != nil {
 		t.Fatalf("build %s: %v", ref, err)
 	}

@@ -104,7 +104,7 @@ func convert(stack string, p *types.Project) (*Stack, error) {
 	}
 
 	var err error
-	st.Configs, err = objects(stack, "config", p.Configs)
+	st.Configs, err = objects(stack, "config", p.Configs, p.Environment)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -112,7 +112,7 @@ func convert(stack string, p *types.Project) (*Stack, error) {
 	for k, v := range p.Secrets {
 		secrets[k] = types.ConfigObjConfig(v)
 	}
-	st.Secrets, err = objects(stack, "secret", secrets)
+	st.Secrets, err = objects(stack, "secret", secrets, p.Environment)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -134,7 +134,9 @@ func convert(stack string, p *types.Project) (*Stack, error) {
 	return st, nil
 }
 
-func objects(stack, kind string, in map[string]types.ConfigObjConfig) ([]Object, error) {
+// objects reads configs and secrets; env is the stack's interpolation environment
+// (process environment, .env and --env-file), where `environment:` sources come from.
+func objects(stack, kind string, in map[string]types.ConfigObjConfig, env types.Mapping) ([]Object, error) {
 	var out []Object
 	var errs []error
 	for _, key := range slices.Sorted(maps.Keys(in)) {
@@ -159,7 +161,7 @@ func objects(stack, kind string, in map[string]types.ConfigObjConfig) ([]Object,
 		case c.Content != "":
 			o.Data = []byte(c.Content)
 		case c.Environment != "":
-			v, ok := os.LookupEnv(c.Environment)
+			v, ok := env[c.Environment]
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s %s: environment variable %s is not set", kind, key, c.Environment))
 				continue

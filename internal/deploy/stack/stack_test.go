@@ -23,11 +23,15 @@ func load(t *testing.T, file string, env ...string) (*stack.Stack, error) {
 }
 
 func TestLoadConvertsLikeDockerStack(t *testing.T) {
-	t.Setenv("DB_PASSWORD", "hunter2")
+	envFile := filepath.Join(t.TempDir(), "deploy.env")
+	if err := os.WriteFile(envFile, []byte("DB_PASSWORD=hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	st, err := stack.Load(context.Background(), stack.Options{
 		Files:    []string{"testdata/good.yml"},
 		Name:     "shop",
 		Env:      []string{"APP_SECRET=s3cret"},
+		EnvFiles: []string{envFile},
 		ImageTag: "v42",
 	})
 	if err != nil {
@@ -74,7 +78,7 @@ func TestLoadConvertsLikeDockerStack(t *testing.T) {
 		t.Errorf("config name %q: want shop_nginx-<hash>", cs.Configs[0].ConfigName)
 	}
 	if string(st.Secrets[0].Data) != "hunter2" {
-		t.Errorf("secret data = %q, want the DB_PASSWORD value", st.Secrets[0].Data)
+		t.Errorf("secret data = %q, want DB_PASSWORD from the env file", st.Secrets[0].Data)
 	}
 	worker, _ := st.Service("worker")
 	if m := worker.Spec.TaskTemplate.ContainerSpec.Mounts; len(m) != 1 || m[0].Source != "shop_data" || m[0].Target != "/data" {
