@@ -238,6 +238,9 @@ func (d *Deployer) Deploy(ctx context.Context, o Options) (*Result, error) {
 	if err := d.ensureObjects(ctx, plan); err != nil {
 		return nil, err
 	}
+	if err := d.resolveRefs(ctx, st); err != nil {
+		return nil, err
+	}
 
 	if len(st.Shoal.Release) > 0 {
 		p.Step("Running %d release task(s) from the new images", len(st.Shoal.Release))
@@ -450,7 +453,7 @@ func diffSpecs(cur, want swarm.ServiceSpec) []string {
 	if !jsonEqual(cc.Mounts, wc.Mounts) {
 		out = append(out, "volumes")
 	}
-	if !jsonEqual(cc.Configs, wc.Configs) || !jsonEqual(cc.Secrets, wc.Secrets) {
+	if !slices.Equal(refNames(cc), refNames(wc)) {
 		out = append(out, "configs/secrets")
 	}
 	if !jsonEqual(ports(cur.EndpointSpec), ports(want.EndpointSpec)) {
@@ -478,6 +481,23 @@ func ports(e *swarm.EndpointSpec) []swarm.PortConfig {
 		return nil
 	}
 	return e.Ports
+}
+
+// refNames lists config and secret references by name and target (the cluster's
+// copy also has IDs).
+func refNames(cs *swarm.ContainerSpec) []string {
+	var out []string
+	for _, r := range cs.Configs {
+		if r.File != nil {
+			out = append(out, "config "+r.ConfigName+" "+r.File.Name)
+		}
+	}
+	for _, r := range cs.Secrets {
+		if r.File != nil {
+			out = append(out, "secret "+r.SecretName+" "+r.File.Name)
+		}
+	}
+	return out
 }
 
 // placement without the platforms the client fills in from the image's manifest.
@@ -595,6 +615,41 @@ func (d *Deployer) ensureObjects(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
+// resolveRefs fills in the IDs of the configs and secrets the services refer to
+// by name: Swarm wants both. The stack's specs share these references with the
+// plan, so both see the IDs.
+func (d *Deployer) resolveRefs(ctx context.Context, st *stack.Stack) error {
+	cfgs, err := d.Docker.ConfigList(ctx, client.ConfigListOptions{})
+	if err != nil {
+		return fmt.Errorf("list configs: %w", err)
+	}
+	secs, err := d.Docker.SecretList(ctx, client.SecretListOptions{})
+	if err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	cfgID, secID := map[string]string{}, map[string]string{}
+	for _, c := range cfgs.Items {
+		cfgID[c.Spec.Name] = c.ID
+	}
+	for _, s := range secs.Items {
+		secID[s.Spec.Name] = s.ID
+	}
+	for _, svc := range st.Services {
+		cs := svc.Spec.TaskTemplate.ContainerSpec
+		for _, r := range cs.Configs {
+			if r.ConfigID = cfgID[r.ConfigName]; r.ConfigID == "" {
+				return fmt.Errorf("service %s: config %s not found on the cluster", svc.Name, r.ConfigName)
+			}
+		}
+		for _, r := range cs.Secrets {
+			if r.SecretID = secID[r.SecretName]; r.SecretID == "" {
+				return fmt.Errorf("service %s: secret %s not found on the cluster", svc.Name, r.SecretName)
+			}
+		}
+	}
+	return nil
+}
+
 // withRecord adds shoal's deploy record to a spec.
 func (d *Deployer) withRecord(spec swarm.ServiceSpec, hash, version, deployID string) swarm.ServiceSpec {
 	spec.Labels = maps.Clone(spec.Labels)
@@ -606,12 +661,30 @@ func (d *Deployer) withRecord(spec swarm.ServiceSpec, hash, version, deployID st
 	return spec
 }
 
-// prune removes the stack's configs and secrets that no service uses any more
-// (older content versions). Removing one still in use fails and is ignored.
+// prune removes the stack's configs and secrets that neither the stack file nor
+// any service's current or previous spec uses (older content versions). The
+// previous specs count: 'shoal rollback' and Swarm's own rollback return to them.
 func (d *Deployer) prune(ctx context.Context, st *stack.Stack) {
 	keep := map[string]bool{}
 	for _, o := range slices.Concat(st.Configs, st.Secrets) {
 		keep[o.Name] = true
+	}
+	cur, err := d.existing(ctx, st.Name)
+	if err != nil {
+		return
+	}
+	for _, s := range cur {
+		for _, spec := range []*swarm.ServiceSpec{&s.Spec, s.PreviousSpec} {
+			if spec == nil || spec.TaskTemplate.ContainerSpec == nil {
+				continue
+			}
+			for _, c := range spec.TaskTemplate.ContainerSpec.Configs {
+				keep[c.ConfigName] = true
+			}
+			for _, c := range spec.TaskTemplate.ContainerSpec.Secrets {
+				keep[c.SecretName] = true
+			}
+		}
 	}
 	f := make(client.Filters).Add("label", stack.LabelNamespace+"="+st.Name)
 	if cfgs, err := d.Docker.ConfigList(ctx, client.ConfigListOptions{Filters: f}); err == nil {

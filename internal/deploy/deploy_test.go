@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +276,24 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Fatalf("deploy v1 again: %v", err)
 	}
 	e.wantVersions("v1")
+	// The failed v3 and v4 deploys left configs behind; this good deploy pruned them
+	// but kept v2's, which the rollback below needs.
+	cfgs, err := e.local.ConfigList(context.Background(), client.ConfigListOptions{Filters: make(client.Filters).Add("label", stack.LabelNamespace+"="+e.stack)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contents []string
+	for _, c := range cfgs.Items {
+		ins, err := e.local.ConfigInspect(context.Background(), c.ID, client.ConfigInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		contents = append(contents, string(ins.Config.Spec.Data))
+	}
+	slices.Sort(contents)
+	if strings.Join(contents, ",") != "version v1,version v2" {
+		t.Errorf("stack configs after deploying v1 over v2: %q, want v1's and v2's", contents)
+	}
 	rolled, err := e.deployer("tester").Rollback(context.Background(), e.stack, deploy.RollbackOptions{LockWait: time.Minute})
 	if err != nil {
 		t.Fatalf("rollback: %v", err)

@@ -78,6 +78,8 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 		}
 		if err != nil {
 			t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " refused", TaskError: err.Error()}
+			// Refused means unchanged: rolling it back would undo an older deploy.
+			t.id = ""
 			// Services already sent must go back too: the deploy is all or nothing.
 			return d.fail(ctx, plan.Stack.Name, ts[:i], fmt.Errorf("%s %s: %w", c.Action, t.name, err))
 		}
