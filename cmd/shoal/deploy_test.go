@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/shoalci/shoal/internal/deploy/deploytest"
@@ -29,6 +30,7 @@ func TestDeployCommands(t *testing.T) {
 	}
 
 	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, ".env"), "API_KEY=s3cret\n")
 	stackFile := filepath.Join(dir, "stack.yml")
 	writeFile(t, stackFile, `services:
   web:
@@ -37,11 +39,15 @@ func TestDeployCommands(t *testing.T) {
       test: ["CMD", "/app", "-healthcheck"]
       interval: 1s
       retries: 2
+    secrets: [api_key]
   seed:
     image: `+reg+`/app:${IMAGE_TAG}
     command: ["-release", "seed"]
     deploy:
       mode: replicated-job
+secrets:
+  api_key:
+    environment: API_KEY
 x-shoal:
   hooks:
     pre-deploy: ['echo "$$SHOAL_STACK $$SHOAL_VERSION" > pre.txt']
@@ -61,6 +67,13 @@ x-shoal:
 	}
 	if !strings.Contains(out, "shoalcli_seed                1/1 running, job completed") {
 		t.Errorf("deploy did not wait for the stack's job service to complete")
+	}
+	web, err := local.ServiceInspect(context.Background(), "shoalcli_web", client.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs := web.Service.Spec.TaskTemplate.ContainerSpec.Secrets; len(refs) != 1 || refs[0].SecretID == "" || !strings.HasPrefix(refs[0].SecretName, "shoalcli_api_key-") {
+		t.Errorf("web's secret references = %+v, want shoalcli_api_key-<hash> with its ID", refs)
 	}
 	if got := readFile(t, filepath.Join(dir, "pre.txt")); got != "shoalcli c1" {
 		t.Errorf("pre-deploy hook saw %q, want SHOAL_STACK and SHOAL_VERSION", got)
