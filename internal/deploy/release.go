@@ -90,15 +90,16 @@ func (d *Deployer) runRelease(ctx context.Context, st *stack.Stack, i int, rt st
 
 	task, err := d.waitJob(ctx, res.ID, timeout)
 	// The log stream trails the task: give it a moment to drain, but not forever.
-	idle := time.NewTimer(time.Second)
+	idle := d.clock().NewTimer(time.Second)
 	for drained := false; !drained; {
 		select {
 		case <-lastLine:
 			idle.Reset(500 * time.Millisecond)
-		case <-idle.C:
+		case <-idle.C():
 			drained = true
 		}
 	}
+	idle.Stop()
 	stopLogs()
 	wg.Wait()
 	if err != nil {
