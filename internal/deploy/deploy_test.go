@@ -233,8 +233,9 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Fatalf("deploy v3 (failing health check): got %v, want a DeployError", err)
 	}
 	t.Logf("deploy v3 error:\n%v", err)
-	if !strings.Contains(err.Error(), "shoaltest_web") || !strings.Contains(err.Error(), "rolled back") {
-		t.Errorf("error does not name the failing service and the rollback:\n%v", err)
+	if !strings.Contains(err.Error(), "shoaltest_web") || !strings.Contains(err.Error(), "rolled back") ||
+		!strings.Contains(err.Error(), "health check failing (exit 1): unhealthy: 500") {
+		t.Errorf("error does not name the failing service, the failing health check and the rollback:\n%v", err)
 	}
 	checkNoFailures(t, "failed v3 deploy and rollback", lr)
 	if lr.Seen["version=v3"] != 0 {
@@ -245,7 +246,10 @@ func TestDeployLifecycle(t *testing.T) {
 	e.out.reset()
 
 	// 5. A failing release task stops the deploy before any service changes.
+	load = deploytest.StartLoad(e.url(), 50)
 	_, err = e.deploy("v4", nil)
+	time.Sleep(time.Second) // the release job's container goes away after the deploy returns
+	checkNoFailures(t, "deploy stopped by a failing release task", load.Stop())
 	if err == nil || !strings.Contains(err.Error(), "release task") || !strings.Contains(err.Error(), "exit code 1") ||
 		!strings.Contains(err.Error(), `relation "shop_order" already exists`) {
 		t.Fatalf("deploy v4 (failing release task): got %v, want the release task's failure with its log tail", err)

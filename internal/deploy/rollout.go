@@ -394,6 +394,11 @@ func (d *Deployer) fail(ctx context.Context, stackName string, ts []*tracked, ca
 		}
 		if us := ins.Service.UpdateStatus; us != nil && us.State == swarm.UpdateStateRollbackStarted {
 			p.Info("%s: Swarm is rolling back", t.name)
+			// Its own update failed too: say why, not only that it was rolled back.
+			if t.failure == nil {
+				t.failure = &ServiceFailure{Service: t.name, State: "update failed, Swarm rolled it back", RolledBack: true}
+				d.lastTaskError(ctx, t, us.Message)
+			}
 		} else if err := d.rollbackService(ctx, ins.Service); err != nil {
 			p.Warn("roll back %s: %v", t.name, err)
 			continue
