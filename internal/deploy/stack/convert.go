@@ -182,11 +182,9 @@ func objects(stack, kind string, in map[string]types.ConfigObjConfig, env types.
 	return out, errors.Join(errs...)
 }
 
-// Defaults that make a plain stack file deploy without downtime: start the new task
-// before stopping the old one, and let Swarm roll back on its own when it fails.
-var (
-	defaultMonitor = 10 * time.Second
-)
+// defaultMonitor is how long Swarm watches each updated task for failure: long
+// enough for a few rounds of a typical health check.
+const defaultMonitor = 10 * time.Second
 
 func serviceSpec(stack string, svc types.ServiceConfig, p *types.Project, st *Stack) (swarm.ServiceSpec, []string, error) {
 	var warns []string
