@@ -392,17 +392,27 @@ func (d *Deployer) fail(ctx context.Context, stackName string, ts []*tracked, ca
 			p.Warn("inspect %s: %v", t.name, err)
 			continue
 		}
-		if us := ins.Service.UpdateStatus; us != nil && us.State == swarm.UpdateStateRollbackStarted {
-			p.Info("%s: Swarm is rolling back", t.name)
-			// Its own update failed too: say why, not only that it was rolled back.
+		us := ins.Service.UpdateStatus
+		ours := us != nil && us.StartedAt != nil && (t.prevStarted == nil || !us.StartedAt.Equal(*t.prevStarted))
+		switch {
+		case ours && (us.State == swarm.UpdateStateRollbackStarted || us.State == swarm.UpdateStateRollbackCompleted):
+			// Swarm saw this update fail too and is rolling it back (or has: then
+			// it has also cleared PreviousSpec). Say why, not only that.
+			p.Info("%s: rolled back by Swarm", t.name)
 			if t.failure == nil {
 				t.failure = &ServiceFailure{Service: t.name, State: "update failed, Swarm rolled it back", RolledBack: true}
 				d.lastTaskError(ctx, t, us.Message)
 			}
-		} else if err := d.rollbackService(ctx, ins.Service); err != nil {
-			p.Warn("roll back %s: %v", t.name, err)
+		case ours && us.State == swarm.UpdateStateRollbackPaused:
+			if t.failure == nil {
+				t.failure = &ServiceFailure{Service: t.name, State: failureState(us)}
+			}
 			continue
-		} else {
+		default:
+			if err := d.rollbackService(ctx, ins.Service); err != nil {
+				p.Warn("roll back %s: %v", t.name, err)
+				continue
+			}
 			p.Info("%s: rolling back to the previous spec", t.name)
 		}
 		waiting = append(waiting, t)
