@@ -1,0 +1,168 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/shoalci/shoal/internal/policy"
+)
+
+// Setting is one policy with its parameters.
+type Setting struct {
+	Policy string
+	Params policy.Params
+}
+
+func (s Setting) String() string {
+	if len(s.Params) == 0 {
+		return s.Policy
+	}
+	return s.Policy + " " + s.Params.String()
+}
+
+// CompareSettings are shoal's policy with its defaults, then every registered
+// policy over its parameter grid.
+func CompareSettings() []Setting {
+	out := []Setting{{Policy: "shoal", Params: policy.Params{}}}
+	for _, name := range policy.Names() {
+		e, _ := policy.Lookup(name)
+		for _, p := range e.Grid() {
+			out = append(out, Setting{Policy: name, Params: p})
+		}
+	}
+	return out
+}
+
+// RunAll simulates every setting on the same trace and options, in parallel
+// (each simulation is single-threaded and independent), in the settings' order.
+func RunAll(ctx context.Context, o Options, settings []Setting, progress func(done, total int, r Result)) ([]Result, error) {
+	results := make([]Result, len(settings))
+	errs := make([]error, len(settings))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				pol, err := policy.ByName(settings[i].Policy, settings[i].Params)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				oi := o
+				oi.Policy = pol
+				results[i], errs[i] = Run(ctx, oi)
+				mu.Lock()
+				done++
+				if progress != nil && errs[i] == nil {
+					progress(done, len(settings), results[i])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range settings {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", settings[i], err)
+		}
+	}
+	return results, ctx.Err()
+}
+
+// Pareto returns the indexes of the results no other result beats on both p95
+// wait and cost (ties count as not beaten), by increasing cost.
+func Pareto(rs []Result) []int {
+	var front []int
+	for i, a := range rs {
+		dominated := false
+		for j, b := range rs {
+			if i != j && b.WaitS.P95 <= a.WaitS.P95 && b.CostUSD <= a.CostUSD &&
+				(b.WaitS.P95 < a.WaitS.P95 || b.CostUSD < a.CostUSD) {
+				dominated = true
+				break
+			}
+		}
+		if !dominated {
+			front = append(front, i)
+		}
+	}
+	slices.SortFunc(front, func(a, b int) int {
+		if rs[a].CostUSD < rs[b].CostUSD {
+			return -1
+		}
+		if rs[a].CostUSD > rs[b].CostUSD {
+			return 1
+		}
+		return 0
+	})
+	return front
+}
+
+// Verdict is how shoal (rs[0]) stands against the baselines.
+type Verdict struct {
+	// Beaten lists baseline settings better than shoal on both p95 wait and cost.
+	Beaten []int
+	// DockerMachine is the docker-machine setting of equal or higher cost with
+	// the lowest p95 wait (-1 if none costs as much as shoal).
+	DockerMachine int
+	// HalfWait reports whether shoal's p95 wait is at most half of that setting's.
+	HalfWait bool
+}
+
+// Judge compares rs[0] (shoal) with the others.
+func Judge(rs []Result) Verdict {
+	v := Verdict{DockerMachine: -1}
+	s := rs[0]
+	for i, r := range rs[1:] {
+		i++
+		if r.Policy == "shoal" {
+			continue
+		}
+		if r.WaitS.P95 < s.WaitS.P95 && r.CostUSD < s.CostUSD {
+			v.Beaten = append(v.Beaten, i)
+		}
+		if r.Policy == "docker-machine" && r.CostUSD >= s.CostUSD &&
+			(v.DockerMachine < 0 || r.WaitS.P95 < rs[v.DockerMachine].WaitS.P95) {
+			v.DockerMachine = i
+		}
+	}
+	v.HalfWait = v.DockerMachine >= 0 && s.WaitS.P95 <= rs[v.DockerMachine].WaitS.P95/2
+	return v
+}
+
+// WriteTable prints results as a table.
+func WriteTable(w io.Writer, rs []Result, mark map[int]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tparams\twait p50 s\twait p95 s\twait max s\tslowdown p95\tcost $\tcost/bound\tdroplets\tpeak\tAPI req\tmax/min\t429s\tunfinished\t\t")
+	for i, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			r.Policy, paramsOrDash(r.Params), r.WaitS.P50, r.WaitS.P95, r.WaitS.Max, r.PipelineSlowdown.P95,
+			r.CostUSD, r.CostRatio, r.DropletsCreated, r.PeakDroplets, r.APIRequests, r.APIRequestsMaxPerMinute,
+			r.RateLimitedResponses, r.UnfinishedJobs, mark[i])
+	}
+	tw.Flush()
+}
+
+func paramsOrDash(p policy.Params) string {
+	if s := p.String(); s != "" {
+		return strings.ReplaceAll(s, " ", ",")
+	}
+	return "-"
+}
