@@ -158,7 +158,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			hooked = acc.DecideOnJobHook
 		default:
 		}
+		reconciled := false
 		if !now.Before(nextReconcile) || (hooked && now.Sub(lastReconcile) >= minGap) {
+			reconciled = true
 			rep, err := w.Reconciler.Step(ctx)
 			if err != nil && ctx.Err() != nil {
 				return Result{}, err
@@ -171,7 +173,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if createErr != nil {
 			return Result{}, createErr
 		}
-		if now.After(windowEnd) && done(w) || !now.Before(hardStop) {
+		if !now.Before(hardStop) || reconciled && now.After(windowEnd) && done(w) {
 			break
 		}
 		// Move to the next thing that happens: an event, or the next reconcile.
@@ -197,10 +199,8 @@ func done(w *World) bool {
 	if c.Created+c.Pending+c.Running > 0 {
 		return false
 	}
-	for _, ch := range w.DO.Charges() {
-		if ch.End.IsZero() {
-			return w.Clock.Since(lastFinish(w)) >= time.Hour
-		}
+	if w.DO.LiveDroplets() > 0 {
+		return w.Clock.Since(lastFinish(w)) >= time.Hour
 	}
 	return true
 }
@@ -223,12 +223,7 @@ func sample(w *World, s *Series) {
 			ready += m.Capacity
 		}
 	}
-	live := 0
-	for _, ch := range w.DO.Charges() {
-		if ch.End.IsZero() {
-			live++
-		}
-	}
+	live := w.DO.LiveDroplets()
 	slots := 0
 	if live > 0 {
 		// Booting slots: the live Droplets' slots not yet serving.

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const smallTrace = `job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+1,1,0,60.0,120.0,docker
+2,1,1,60.0,90.0,docker
+3,2,0,600.0,60.0,docker;large
+`
+
+func TestSimCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "small.csv")
+	if err := os.WriteFile(path, []byte(smallTrace), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"sim"}, exitUsage, "--trace FILE is required"},
+		{[]string{"sim", "--trace", path, "--policy", "magic"}, exitUsage, "unknown policy"},
+		{[]string{"sim", "--trace", path, "--param", "idle_count"}, exitUsage, "NAME=NUMBER"},
+		{[]string{"sim", "--trace", path, "--compare", "--policy", "static"}, exitUsage, "--compare runs every policy"},
+		{[]string{"sim", "--trace", path + ".missing"}, exitFailure, "no such file"},
+		{[]string{"sim", "--trace", path, "--policy", "docker-machine", "--param", "idle_count=1"}, exitOK, "docker-machine  idle_count=1"},
+	} {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			var out bytes.Buffer
+			if code := run(context.Background(), tc.args, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.out) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d and %q", code, out.String(), tc.code, tc.out)
+			}
+		})
+	}
+
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"sim", "--trace", path, "--json", "--seed", "7"}, &out, &errs); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("--json printed %q: %v", out.String(), err)
+	}
+	for _, key := range []string{"trace", "policy", "jobs", "unfinished_jobs", "wait_s", "pipeline_slowdown", "cost_usd",
+		"lower_bound_usd", "cost_ratio", "droplets_created", "peak_droplets", "droplet_hours", "api_requests",
+		"api_requests_max_per_minute", "rate_limited_responses", "wall_s"} {
+		if _, ok := res[key]; !ok {
+			t.Errorf("--json output lacks %q", key)
+		}
+	}
+	if w := res["wait_s"].(map[string]any); len(w) != 5 {
+		t.Errorf("wait_s = %v, want p50, p95, p99, max, mean", w)
+	}
+}
+
+// TestDemo runs the README's main command.
+func TestDemo(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "demo.html")
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"demo", "--report", report}, &out, &out); code != exitOK {
+		t.Fatalf("demo exited %d:\n%s", code, out.String())
+	}
+	for _, want := range []string{"shoal", "docker-machine", "wait p95 s", "Report with charts"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	html, err := os.ReadFile(report)
+	if err != nil || !bytes.Contains(html, []byte("<svg")) {
+		t.Fatalf("report %s: %v", report, err)
+	}
+}

@@ -1,0 +1,141 @@
+package sim_test
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/sim"
+	"github.com/shoalci/shoal/internal/trace"
+)
+
+// smallTrace: half an hour, a few pipelines of two stages, docker and docker;large jobs.
+func smallTrace(t *testing.T) *trace.Trace {
+	t.Helper()
+	csv := `job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+1,1,0,60.0,120.0,docker
+2,1,0,60.0,90.0,docker
+3,1,1,60.0,300.0,docker;large
+4,2,0,1800.0,60.0,docker
+5,2,0,1800.0,60.0,docker
+6,2,0,1800.0,60.0,docker
+7,3,0,1810.0,200.0,docker
+8,3,1,1810.0,100.0,docker
+`
+	tr, err := trace.Parse(strings.NewReader(csv), "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func run(t *testing.T, tr *trace.Trace, name string, params policy.Params) sim.Result {
+	t.Helper()
+	pol, err := policy.ByName(name, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Policy: pol, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestRunMeasures(t *testing.T) {
+	tr := smallTrace(t)
+	for _, name := range policy.Names() {
+		t.Run(name, func(t *testing.T) {
+			res := run(t, tr, name, nil)
+			if res.Jobs != 8 || res.UnfinishedJobs != 0 {
+				t.Fatalf("%d jobs, %d unfinished", res.Jobs, res.UnfinishedJobs)
+			}
+			// Lower bound: 990 job-seconds on s-2vcpu-4gb at $0.03571/h, one job per Droplet.
+			if want := 990.0 / 3600 * 0.03571; math.Abs(res.LowerBoundUSD-want) > 1e-4 {
+				t.Fatalf("lower bound %.5f, want %.5f", res.LowerBoundUSD, want)
+			}
+			if res.CostUSD < res.LowerBoundUSD || res.CostRatio < 1 {
+				t.Fatalf("cost %.4f below the lower bound %.4f", res.CostUSD, res.LowerBoundUSD)
+			}
+			if res.PipelineSlowdown.P50 < 1 || res.WaitS.P95 < res.WaitS.P50 || res.WaitS.Max < res.WaitS.P99 {
+				t.Fatalf("inconsistent figures: %+v %+v", res.WaitS, res.PipelineSlowdown)
+			}
+			if res.DropletsCreated == 0 || res.PeakDroplets == 0 || res.DropletHours <= 0 || res.APIRequests == 0 {
+				t.Fatalf("fleet figures: %+v", res)
+			}
+			if res.RateLimitedResponses != 0 {
+				t.Fatalf("%d responses were 429", res.RateLimitedResponses)
+			}
+			if name != "static" && res.WaitS.Max < 45 {
+				t.Fatalf("from zero Droplets some job must wait at least a boot; max wait %.1f s", res.WaitS.Max)
+			}
+		})
+	}
+}
+
+func TestSameSeedSameFigures(t *testing.T) {
+	tr := smallTrace(t)
+	a, b := run(t, tr, "shoal", nil), run(t, tr, "shoal", nil)
+	a.WallS, b.WallS, a.Series, b.Series = 0, 0, nil, nil
+	if a.WaitS != b.WaitS || a.CostUSD != b.CostUSD || a.APIRequests != b.APIRequests || a.DropletsCreated != b.DropletsCreated {
+		t.Fatalf("two runs with one seed differ:\n%+v\n%+v", a, b)
+	}
+}
+
+func TestDefaultConfigHasAPoolPerTagSet(t *testing.T) {
+	c := sim.DefaultConfig(smallTrace(t))
+	if len(c.Pools) != 2 || c.Pools[0].Name != "docker" || c.Pools[1].Name != "docker-large" || c.Pools[1].Size != sim.DefaultPoolSize {
+		t.Fatalf("pools %+v", c.Pools)
+	}
+}
+
+func TestParetoAndJudge(t *testing.T) {
+	r := func(pol string, p95, cost float64) sim.Result {
+		return sim.Result{Policy: pol, WaitS: sim.Stats{P95: p95}, CostUSD: cost}
+	}
+	rs := []sim.Result{
+		r("shoal", 40, 10),
+		r("docker-machine", 90, 11), // dominated by shoal
+		r("docker-machine", 30, 20), // faster, dearer: on the frontier
+		r("taskscaler", 100, 8),     // cheaper, slower: on the frontier
+		r("static", 35, 9),          // beats shoal on both
+	}
+	front := sim.Pareto(rs)
+	if got := front; len(got) != 3 || got[0] != 3 || got[1] != 4 || got[2] != 2 {
+		t.Fatalf("frontier %v, want [3 4 2] by cost", got)
+	}
+	v := sim.Judge(rs)
+	if len(v.Beaten) != 1 || v.Beaten[0] != 4 {
+		t.Fatalf("beaten by %v, want [4]", v.Beaten)
+	}
+	if v.DockerMachine != 2 || v.HalfWait {
+		t.Fatalf("docker-machine comparison %+v: want setting 2 (p95 30 s at $20), and 40 s is not half of 30 s", v)
+	}
+}
+
+func TestReportIsSelfContainedSVG(t *testing.T) {
+	tr := smallTrace(t)
+	res := run(t, tr, "shoal", nil)
+	var buf bytes.Buffer
+	if err := sim.WriteReport(&buf, "test", []sim.Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	html := buf.String()
+	for _, want := range []string{"<svg", "<polyline", "pending jobs", "slots ready", "cumulative cost"} {
+		if !strings.Contains(html, want) {
+			t.Fatalf("report lacks %q", want)
+		}
+	}
+	for _, banned := range []string{"<script", "src=\"http", "href=\"http"} {
+		if strings.Contains(html, banned) {
+			t.Fatalf("report needs the network or a script: found %q", banned)
+		}
+	}
+	if n := len(res.Series.Pending); n < int(tr.End()/time.Minute) {
+		t.Fatalf("%d samples, one a minute, for a trace of %s", n, tr.End())
+	}
+}
