@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoalci/shoal/internal/doemu"
+	"github.com/shoalci/shoal/internal/glemu"
 )
 
 func init() { subcommands = append(subcommands, newEmulateCmd) }
@@ -21,6 +22,7 @@ func newEmulateCmd() *cobra.Command {
 		listen, token, bootDelay, seedFile, billing string
 		perMinute, perHour, dropletLimit            int
 		seed                                        uint64
+		withGitLab                                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate",
@@ -62,7 +64,20 @@ Point any godo program or doctl at it with the URL and token it prints.`,
 			if err != nil {
 				return err
 			}
-			return serveEmulator(cmd.Context(), cmd, emu, listen, token, given)
+			var h http.Handler = emu
+			gitlabToken := ""
+			if withGitLab {
+				gitlabToken = "glpat-" + strings.TrimPrefix(doemu.NewToken(), "dop_v1_")[:20]
+				gl := glemu.New(glemu.Options{Tokens: []string{gitlabToken}})
+				if _, err := gl.AddProject("app", 0); err != nil {
+					return err
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/api/v4/", gl)
+				mux.Handle("/", emu)
+				h = mux
+			}
+			return serveEmulator(cmd.Context(), cmd, h, listen, token, given, gitlabToken)
 		},
 	}
 	f := cmd.Flags()
@@ -75,6 +90,7 @@ Point any godo program or doctl at it with the URL and token it prints.`,
 	f.IntVar(&perHour, "rate-limit-per-hour", 5000, "requests per hour per token before 429 (negative: no limit)")
 	f.IntVar(&dropletLimit, "droplet-limit", 500, "the account's Droplet limit")
 	f.Uint64Var(&seed, "seed", 0, "seed for boot delays, IDs and addresses")
+	f.BoolVar(&withGitLab, "gitlab", false, "also serve the GitLab API emulator (REST v4 subset: projects, groups, jobs, pipelines, runner managers) under /api/v4")
 	return cmd
 }
 
@@ -100,7 +116,7 @@ func parseRange(s string) (doemu.Range, error) {
 	return doemu.Range{Min: min, Max: max}, nil
 }
 
-func serveEmulator(ctx context.Context, cmd *cobra.Command, h http.Handler, listen, token string, given bool) error {
+func serveEmulator(ctx context.Context, cmd *cobra.Command, h http.Handler, listen, token string, given bool, gitlabToken string) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another emulator running? try --listen 127.0.0.1:0)", listen, err)
@@ -122,6 +138,14 @@ Point a client at it:
 A Droplet's metadata service: %[1]s/metadata/v1/ with ?droplet_id=ID
 (for go-metadata: metadata.WithBaseURL of %[1]s/?droplet_id=ID)
 `, url, shown)
+	if gitlabToken != "" {
+		fmt.Fprintf(out, `
+GitLab API emulator (read-only over HTTP; project 1 is "app"):
+  export CI_API_V4_URL=%[1]s/api/v4
+  export GITLAB_TOKEN=%[2]s
+  curl -H "PRIVATE-TOKEN: $GITLAB_TOKEN" "$CI_API_V4_URL/projects/1/jobs?scope[]=pending"
+`, url, gitlabToken)
+	}
 
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -61,7 +61,7 @@ func TestEmulatePrintsHowToConnectAndServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"emulate", "--listen", "127.0.0.1:0"}, &out, &out) }()
+	go func() { done <- run(ctx, []string{"emulate", "--listen", "127.0.0.1:0", "--gitlab"}, &out, &out) }()
 
 	re := regexp.MustCompile(`export DIGITALOCEAN_ACCESS_TOKEN=(\S+)\n\s+export DIGITALOCEAN_API_URL=(\S+)`)
 	var m []string
@@ -86,6 +86,22 @@ func TestEmulatePrintsHowToConnectAndServes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"droplet_limit"`) {
 		t.Fatalf("GET /v2/account: %d %s", resp.StatusCode, body)
+	}
+
+	gm := regexp.MustCompile(`export GITLAB_TOKEN=(\S+)`).FindStringSubmatch(out.String())
+	if gm == nil {
+		t.Fatalf("no GitLab token printed:\n%s", out.String())
+	}
+	req, _ = http.NewRequest("GET", url+"/api/v4/projects/1", nil)
+	req.Header.Set("PRIVATE-TOKEN", gm[1])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"app"`) {
+		t.Fatalf("GET /api/v4/projects/1: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	if code := <-done; code != exitOK {

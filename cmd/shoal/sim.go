@@ -108,7 +108,7 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 	}
 	errw := cmd.ErrOrStderr()
 	results, err := sim.RunAll(cmd.Context(), opts, settings, func(done, total int, r sim.Result) {
-		if total > 1 && !f.json {
+		if total > 1 { // progress goes to stderr, so JSON on stdout stays clean
 			fmt.Fprintf(errw, "[%d/%d] %-40s p95 wait %5.0f s  cost $%.2f\n", done, total,
 				sim.Setting{Policy: r.Policy, Params: r.Params}, r.WaitS.P95, r.CostUSD)
 		}
