@@ -211,3 +211,18 @@ func TestDropletActionsOneAtATime(t *testing.T) {
 	_, _, err = f.do.DropletActions.Shutdown(f.ctx, 1)
 	apiError(t, err, 404, "could not be found")
 }
+
+func TestOnDropletHearsTheLifecycle(t *testing.T) {
+	var got []string
+	f := newFixture(t, doemu.Options{BootDelay: doemu.Range{Min: time.Minute}, OnDroplet: func(ev doemu.DropletEvent) {
+		got = append(got, fmt.Sprintf("%s %s @%s", ev.Kind, ev.Name, ev.At.Sub(epoch)))
+	}})
+	d := f.create(t, runnerRequest("hooked"))
+	f.clock.Advance(time.Minute)
+	if _, err := f.do.Droplets.Delete(f.ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if want := "created hooked @0s,active hooked @1m0s,deleted hooked @1m0s"; strings.Join(got, ",") != want {
+		t.Fatalf("events %v, want %s", got, want)
+	}
+}

@@ -433,3 +433,38 @@ func TestConcurrentGoAPI(t *testing.T) {
 		t.Errorf("%d events, want %d", got, 4*400)
 	}
 }
+
+func TestHandoverRunsAcceptedJobsOnAReadyMachine(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	ref := must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(3, time.Minute, "docker")}}))
+	check(t, s.RegisterManager(r.Token, "acceptor", glemu.ManagerOptions{Capacity: 10, Booting: true}))
+	clk.Advance(glemu.DefaultCheckInterval) // the acceptor takes all three
+	check(t, s.RegisterManager(r.Token, "machine", glemu.ManagerOptions{Capacity: 2}))
+	check(t, s.Pause(r.Token, "machine")) // it asks GitLab for nothing itself
+	clk.Advance(time.Minute)
+	handedAt := clk.Now()
+	moved, err := s.Handover(r.Token, "acceptor", "machine")
+	if err != nil || moved != 2 {
+		t.Fatalf("handover moved %d, %v; want the machine's 2 slots", moved, err)
+	}
+	first := job(t, s, ref.JobIDs[0][0])
+	if first.SystemID != "machine" || !first.ExecStartedAt.Equal(handedAt) {
+		t.Fatalf("handed-over job on %q started %v, want on machine at %v", first.SystemID, first.ExecStartedAt, handedAt)
+	}
+	if n, _ := s.Handover(r.Token, "acceptor", "machine"); n != 0 {
+		t.Fatalf("a full machine took %d more", n)
+	}
+	clk.Advance(time.Minute) // the two finish; the third is still held
+	if n, _ := s.Handover(r.Token, "acceptor", "machine"); n != 1 {
+		t.Fatalf("after its jobs finished the machine took %d, want 1", n)
+	}
+	runUntilIdle(t, clk)
+	if c := s.Counts(); c.Success != 3 {
+		t.Fatalf("counts = %+v, want all 3 done", c)
+	}
+	if _, err := s.Handover(r.Token, "acceptor", "nobody"); err == nil {
+		t.Fatal("handover to an unknown manager succeeded")
+	}
+}
