@@ -162,7 +162,7 @@ func printResults(w io.Writer, t *trace.Trace, rs []sim.Result, compare bool) {
 		fmt.Fprintln(w, "No docker-machine setting costs as much as shoal.")
 	} else {
 		dm := rs[v.DockerMachine]
-		fmt.Fprintf(w, "Best docker-machine setting at equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).\n",
+		fmt.Fprintf(w, "docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).\n",
 			sim.Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD, 100*s.WaitS.P95/dm.WaitS.P95)
 	}
 }

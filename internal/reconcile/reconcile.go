@@ -204,6 +204,13 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	byPool := map[string][]cloud.Droplet{}
 	for _, d := range droplets {
 		byID[d.ID] = d
+	}
+	for id := range r.drainAt { // deleted by someone else
+		if _, ok := byID[id]; !ok {
+			delete(r.drainAt, id)
+		}
+	}
+	for _, d := range droplets {
 		pool := poolOf(d)
 		if _, ok := r.poolConfig(pool); !ok || r.stuck(now, d, status[d.ID]) != "" {
 			// Not the policy's to decide: reap, or retire a pool no longer configured.
@@ -232,6 +239,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		pp.Waiting = obs.Waiting[pool.Name]
 		ps.Pools = append(ps.Pools, pp)
 	}
+	defer func() {
+		for _, p := range rep.Problems {
+			r.log.Warn("reconcile: an action failed; the next step retries it", "error", p)
+		}
+	}()
 	decisions, state := r.policy.Decide(ps, r.state)
 	r.state = state
 	rep.Decisions = decisions

@@ -226,6 +226,10 @@ func TestThousandDropletFleet(t *testing.T) {
 	creates := 0
 	for _, rep := range reps {
 		creates += rep.Requests
+		// One listing, then ten Droplets per create request: 100 Droplets in at most 10 requests.
+		if maxReqs := 1 + (len(rep.Created)+9)/10; rep.Requests > maxReqs {
+			t.Fatalf("a step created %d droplets with %d requests, want at most %d", len(rep.Created), rep.Requests, maxReqs)
+		}
 	}
 	if n := len(fleet(t, w)); n != 1000 {
 		t.Fatalf("static 1000 made %d droplets", n)

@@ -119,8 +119,9 @@ func Pareto(rs []Result) []int {
 type Verdict struct {
 	// Beaten lists baseline settings better than shoal on both p95 wait and cost.
 	Beaten []int
-	// DockerMachine is the docker-machine setting of equal or higher cost with
-	// the lowest p95 wait (-1 if none costs as much as shoal).
+	// DockerMachine is the docker-machine setting nearest shoal in cost among
+	// those that cost as much or more: the same money spent the old way (-1 if
+	// none costs as much as shoal).
 	DockerMachine int
 	// HalfWait reports whether shoal's p95 wait is at most half of that setting's.
 	HalfWait bool
@@ -139,7 +140,7 @@ func Judge(rs []Result) Verdict {
 			v.Beaten = append(v.Beaten, i)
 		}
 		if r.Policy == "docker-machine" && r.CostUSD >= s.CostUSD &&
-			(v.DockerMachine < 0 || r.WaitS.P95 < rs[v.DockerMachine].WaitS.P95) {
+			(v.DockerMachine < 0 || r.CostUSD < rs[v.DockerMachine].CostUSD) {
 			v.DockerMachine = i
 		}
 	}

@@ -92,9 +92,13 @@ func chart(step float64, ylabel string, lines []line) template.HTML {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, chartW+padL+10, chartH+padB+10)
 	plotW := chartW
 	fmt.Fprintf(&b, `<rect x="%.0f" y="5" width="%.0f" height="%.0f" fill="none" stroke="#ccc"/>`, padL, plotW, chartH)
-	for k := 0; k <= 4; k++ {
-		y := 5 + chartH - chartH*float64(k)/4
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y+4, trim(ymax*float64(k)/4))
+	ticks := 4 // or 5, whichever gives round labels (250 → 50s, not 62.5s)
+	if q := ymax / 4; q != math.Trunc(q) {
+		ticks = 5
+	}
+	for k := 0; k <= ticks; k++ {
+		y := 5 + chartH - chartH*float64(k)/float64(ticks)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y+4, trim(ymax*float64(k)/float64(ticks)))
 		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#eee"/>`, padL, padL+plotW, y, y)
 	}
 	tick := niceCeil(hours / 8)

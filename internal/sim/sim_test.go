@@ -112,8 +112,8 @@ func TestParetoAndJudge(t *testing.T) {
 	if len(v.Beaten) != 1 || v.Beaten[0] != 4 {
 		t.Fatalf("beaten by %v, want [4]", v.Beaten)
 	}
-	if v.DockerMachine != 2 || v.HalfWait {
-		t.Fatalf("docker-machine comparison %+v: want setting 2 (p95 30 s at $20), and 40 s is not half of 30 s", v)
+	if v.DockerMachine != 1 || !v.HalfWait {
+		t.Fatalf("docker-machine comparison %+v: want setting 1 (the nearest cost at or above shoal's, $11), whose 90 s p95 is over twice shoal's 40 s", v)
 	}
 }
 
