@@ -179,6 +179,10 @@ type Acceptance struct {
 	// DecideOnJobHook: the original also decides at once when a Job Hook
 	// reports a pending job (shoal's webhook receiver).
 	DecideOnJobHook bool
+	// ReadsQueue: the policy looks at Pool.Pending, so the reconciler must read
+	// GitLab's queue. GitLab Runner's autoscalers never do (they scale by idle
+	// machines and slots in use), so for them the read is skipped.
+	ReadsQueue bool
 }
 
 // CheckInterval is GitLab Runner's default check_interval: how often a runner

@@ -65,7 +65,7 @@ func (p *Shoal) Params() Params { return p.params }
 // once when a Job Hook reports a pending job.
 func (p *Shoal) Acceptance(s config.Settings) Acceptance {
 	s = p.params.overrideSettings(s)
-	return Acceptance{Mode: AcceptOnFreeSlot, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance, DecideOnJobHook: true}
+	return Acceptance{Mode: AcceptOnFreeSlot, SlotsPerDroplet: s.CapacityPerInstance, Limit: s.MaxInstances * s.CapacityPerInstance, DecideOnJobHook: true, ReadsQueue: true}
 }
 
 // shoalPool is what shoal remembers about one pool.

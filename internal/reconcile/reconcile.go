@@ -184,9 +184,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		r.fleet, r.listedAt = nonNil(listed), now
 	}
 	droplets := slices.Clone(r.fleet)
-	snap, err := r.demand.Snapshot(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+	var snap demand.Snapshot
+	if r.readsQueue(now) {
+		if snap, err = r.demand.Snapshot(ctx); err != nil {
+			return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+		}
 	}
 	obs, err := r.runners.Observe(ctx, snap, droplets)
 	if err != nil {
@@ -275,6 +277,16 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// readsQueue reports whether the policy looks at pending jobs in any pool.
+func (r *Reconciler) readsQueue(now time.Time) bool {
+	for _, p := range r.cfg.Pools {
+		if r.policy.Acceptance(p.Effective(now)).ReadsQueue {
+			return true
+		}
+	}
+	return false
 }
 
 func poolOf(d cloud.Droplet) string {
