@@ -87,13 +87,14 @@ func RunAll(ctx context.Context, o Options, settings []Setting, progress func(do
 }
 
 // Pareto returns the indexes of the results no other result beats on both p95
-// wait and cost (ties count as not beaten), by increasing cost.
+// wait and cost (ties count as not beaten), by increasing cost. A run that
+// left jobs unfinished did not do the work: it is on no frontier.
 func Pareto(rs []Result) []int {
 	var front []int
 	for i, a := range rs {
-		dominated := false
+		dominated := a.UnfinishedJobs > 0
 		for j, b := range rs {
-			if i != j && b.WaitS.P95 <= a.WaitS.P95 && b.CostUSD <= a.CostUSD &&
+			if i != j && b.UnfinishedJobs == 0 && b.WaitS.P95 <= a.WaitS.P95 && b.CostUSD <= a.CostUSD &&
 				(b.WaitS.P95 < a.WaitS.P95 || b.CostUSD < a.CostUSD) {
 				dominated = true
 				break
@@ -133,7 +134,7 @@ func Judge(rs []Result) Verdict {
 	s := rs[0]
 	for i, r := range rs[1:] {
 		i++
-		if r.Policy == "shoal" {
+		if r.Policy == "shoal" || r.UnfinishedJobs > 0 {
 			continue
 		}
 		if r.WaitS.P95 < s.WaitS.P95 && r.CostUSD < s.CostUSD {

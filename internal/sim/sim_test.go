@@ -103,7 +103,9 @@ func TestParetoAndJudge(t *testing.T) {
 		r("docker-machine", 30, 20), // faster, dearer: on the frontier
 		r("taskscaler", 100, 8),     // cheaper, slower: on the frontier
 		r("static", 35, 9),          // beats shoal on both
+		r("static", 1, 1),           // would beat everything, but left jobs unfinished
 	}
+	rs[5].UnfinishedJobs = 10
 	front := sim.Pareto(rs)
 	if got := front; len(got) != 3 || got[0] != 3 || got[1] != 4 || got[2] != 2 {
 		t.Fatalf("frontier %v, want [3 4 2] by cost", got)
