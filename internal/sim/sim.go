@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ type Options struct {
 	RegisterDelay time.Duration
 	// Sample is the report's time step (default 1 minute; negative: no series).
 	Sample time.Duration
+	// WrapDO wraps the DigitalOcean emulator's handler (tests check the contract with it).
+	WrapDO func(http.Handler) http.Handler
 }
 
 // Stats summarise a distribution.
@@ -105,7 +108,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	cfg := o.Config
 	w, err := NewWorld(WorldOptions{Seed: o.Seed, Pools: cfg.Pools, Billing: cfg.Billing, Policy: o.Policy,
 		BootDelay: o.BootDelay, RegisterDelay: o.RegisterDelay, Interval: cfg.ReconcileInterval,
-		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour()})
+		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(), WrapDO: o.WrapDO})
 	if err != nil {
 		return Result{}, err
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoalci/shoal/internal/doemu/doemutest"
 	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/sim"
 	"github.com/shoalci/shoal/internal/trace"
@@ -39,7 +41,8 @@ func run(t *testing.T, tr *trace.Trace, name string, params policy.Params) sim.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Policy: pol, Seed: 3})
+	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Policy: pol, Seed: 3,
+		WrapDO: func(h http.Handler) http.Handler { return doemutest.NewValidator(t, h) }})
 	if err != nil {
 		t.Fatal(err)
 	}
