@@ -207,6 +207,21 @@ func (f *Fleet) register(name string, rs *runnerState) {
 	f.handover(rs.pool)
 }
 
+// Slots counts job slots on live Droplets: booting (runner not up yet) and
+// ready (up, draining or not).
+func (f *Fleet) Slots() (booting, ready int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, rs := range f.runners {
+		if rs.registered {
+			ready += rs.pool.Capacity
+		} else {
+			booting += rs.pool.Capacity
+		}
+	}
+	return booting, ready
+}
+
 var _ reconcile.Runners = (*Fleet)(nil)
 
 // Observe reports each Droplet's runner as the runner itself knows it (from the

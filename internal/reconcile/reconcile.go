@@ -214,9 +214,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	}
 	for _, d := range droplets {
 		pool := poolOf(d)
-		if _, ok := r.poolConfig(pool); !ok || r.stuck(now, d, status[d.ID]) != "" {
+		why := r.stuck(now, d, status[d.ID])
+		if _, ok := r.poolConfig(pool); !ok || why != "" {
 			// Not the policy's to decide: reap, or retire a pool no longer configured.
-			why := r.stuck(now, d, status[d.ID])
 			if why == "" {
 				why = fmt.Sprintf("pool %q is no longer configured", pool)
 			}

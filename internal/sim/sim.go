@@ -220,30 +220,12 @@ func lastFinish(w *World) time.Time {
 
 func sample(w *World, s *Series) {
 	c := w.GL.Counts()
-	ready := 0
-	for _, m := range w.GL.Managers() {
-		if !m.Booting {
-			ready += m.Capacity
-		}
-	}
-	live := w.DO.LiveDroplets()
-	slots := 0
-	if live > 0 {
-		// Booting slots: the live Droplets' slots not yet serving.
-		slots = max(0, live*slotsPerDroplet(w)-ready)
-	}
+	booting, ready := w.Fleet.Slots()
 	s.Pending = append(s.Pending, c.Pending)
 	s.Running = append(s.Running, c.Running)
 	s.SlotsReady = append(s.SlotsReady, ready)
-	s.SlotsBooting = append(s.SlotsBooting, slots)
+	s.SlotsBooting = append(s.SlotsBooting, booting)
 	s.CostUSD = append(s.CostUSD, w.DO.BilledUSD(w.Clock.Now()))
-}
-
-func slotsPerDroplet(w *World) int {
-	for _, m := range w.GL.Managers() {
-		return m.Capacity
-	}
-	return 1
 }
 
 type stepCount struct {
