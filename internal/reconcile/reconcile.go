@@ -80,7 +80,7 @@ type Config struct {
 	// "new", stay "off", or run without its runner registering before it is
 	// reaped. Defaults 10, 10 and 15 minutes.
 	StuckNew, StuckOff, RegisterTimeout time.Duration
-	// ListEvery is how often the fleet is listed in full (default 1 minute); in
+	// ListEvery is how often the fleet is listed in full (default 2 minutes); in
 	// between, a Step works from the last listing plus its own creates and
 	// deletes, which saves most of the API budget on a large fleet.
 	ListEvery time.Duration
@@ -125,7 +125,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 		cfg.RegisterTimeout = 15 * time.Minute
 	}
 	if cfg.ListEvery == 0 {
-		cfg.ListEvery = time.Minute
+		cfg.ListEvery = 2 * time.Minute
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = config.DefaultReconcileInterval
@@ -324,8 +324,10 @@ func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) stri
 func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {
 	pd := policy.Droplet{ID: d.ID, Name: d.Name, CreatedAt: d.Created, ReadyAt: st.RegisteredAt,
 		RunningJobs: st.Running, LastJobFinishedAt: st.LastJobFinishedAt, JobsDone: st.JobsDone}
+	// The runner knows best: a registered runner means the Droplet is up, even
+	// when the last listing, up to ListEvery old, still said "new".
 	switch {
-	case d.Status == "new" || !st.Registered:
+	case !st.Registered:
 		pd.State = policy.Booting
 	case st.Draining:
 		pd.State = policy.Draining
