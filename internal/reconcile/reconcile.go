@@ -84,9 +84,6 @@ type Config struct {
 	// between, a Step works from the last listing plus its own creates and
 	// deletes, which saves most of the API budget on a large fleet.
 	ListEvery time.Duration
-	// Interval is how often Step runs (default 15 s): the budget keeps room for
-	// the fleet listings the next minute's Steps will make.
-	Interval time.Duration
 	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
 	// finished after this long, loudly. Zero means never: a job is never killed.
 	DrainHardLimit time.Duration
@@ -126,9 +123,6 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	if cfg.ListEvery == 0 {
 		cfg.ListEvery = 2 * time.Minute
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = config.DefaultReconcileInterval
 	}
 	if cfg.RequestsPerMinute == 0 {
 		cfg.RequestsPerMinute = int(config.APIRequestsPerMinute * config.DefaultRateBudget)
@@ -197,9 +191,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	status := obs.Droplets
 	rep.Droplets, rep.Pending = len(droplets), len(snap.Pending)
 	// What creates and deletes may spend now: the budget, less what this Step
-	// has spent, less the listings the coming minute's Steps will need.
-	steps := int((time.Minute + r.cfg.Interval - 1) / r.cfg.Interval)
-	reserve := (steps - 1) * (len(droplets)/200 + 1)
+	// has spent, less the listings the coming minute will need.
+	listings := int((time.Minute + r.cfg.ListEvery - 1) / r.cfg.ListEvery)
+	reserve := listings * (len(droplets)/200 + 1)
 	avail := func() int { return r.budget.available(now) - int(r.cloud.Requests()-startReqs) - reserve }
 
 	byID := map[int]cloud.Droplet{}

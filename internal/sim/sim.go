@@ -107,7 +107,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	cfg := o.Config
 	w, err := NewWorld(WorldOptions{Seed: o.Seed, Pools: cfg.Pools, Billing: cfg.Billing, Policy: o.Policy,
-		BootDelay: o.BootDelay, RegisterDelay: o.RegisterDelay, Interval: cfg.ReconcileInterval,
+		BootDelay: o.BootDelay, RegisterDelay: o.RegisterDelay,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(), WrapDO: o.WrapDO})
 	if err != nil {
 		return Result{}, err

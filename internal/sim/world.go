@@ -43,8 +43,6 @@ type WorldOptions struct {
 	Faults                               doemu.Faults
 	// RequestsPerMinute and RequestsPerHour are shoal's budget (default 80 % of DigitalOcean's).
 	RequestsPerMinute, RequestsPerHour int
-	// Interval is how often the reconciler runs (default 15 s).
-	Interval time.Duration
 	// WrapDO wraps the DigitalOcean emulator's handler, e.g. with a contract validator.
 	WrapDO func(http.Handler) http.Handler
 	Logger *slog.Logger
@@ -150,7 +148,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 
 	w.Reconciler = reconcile.New(w.Cloud, w.Demand, w.Fleet, o.Policy, w.Clock, reconcile.Config{
 		Pools: o.Pools, Billing: o.Billing, RequestsPerMinute: o.RequestsPerMinute, RequestsPerHour: o.RequestsPerHour,
-		Interval: o.Interval, Seed: o.Seed + 1, Logger: o.Logger})
+		Seed: o.Seed + 1, Logger: o.Logger})
 	return w, nil
 }
 
