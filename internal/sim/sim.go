@@ -147,6 +147,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var (
 		lastReconcile time.Time
 		nextReconcile = start
+		hookPending   bool // a Job Hook reported a pending job since the last reconcile
 		perStep       []stepCount
 		reconciles    int
 	)
@@ -155,15 +156,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{}, err
 		}
 		now := w.Clock.Now()
-		hooked := false
 		select {
 		case <-w.Webhook.Pending():
-			hooked = acc.DecideOnJobHook
+			hookPending = hookPending || acc.DecideOnJobHook
 		default:
 		}
 		reconciled := false
-		if !now.Before(nextReconcile) || (hooked && now.Sub(lastReconcile) >= minGap) {
-			reconciled = true
+		if !now.Before(nextReconcile) || (hookPending && now.Sub(lastReconcile) >= minGap) {
+			reconciled, hookPending = true, false
 			rep, err := w.Reconciler.Step(ctx)
 			if err != nil && ctx.Err() != nil {
 				return Result{}, err
@@ -181,6 +181,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		// Move to the next thing that happens: an event, or the next reconcile.
 		target := nextReconcile
+		if hookPending && lastReconcile.Add(minGap).Before(target) {
+			target = lastReconcile.Add(minGap)
+		}
 		if next, ok := w.Clock.Next(); ok && next.Before(target) {
 			target = next
 		}
