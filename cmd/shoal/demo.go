@@ -29,7 +29,7 @@ cost. Writes an HTML report with charts. Needs no account, no token and no netwo
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Replaying %s through shoal and docker+machine in virtual time...\n\n", t.Name)
-			f := simFlags{seed: 1, bootDelay: "45s-75s", registerDelay: defaultRegisterDelay, report: report}
+			f := simFlags{seed: 1, bootDelay: defaultBootDelay, registerDelay: defaultRegisterDelay, report: report}
 			settings := []sim.Setting{{Policy: "shoal", Params: policy.Params{}}, {Policy: "docker-machine", Params: policy.Params{}}}
 			if err := runSim(cmd, f, t, settings); err != nil {
 				return err

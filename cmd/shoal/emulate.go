@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/doemu"
 	"github.com/shoalci/shoal/internal/glemu"
 )
@@ -42,8 +43,8 @@ Point any godo program or doctl at it with the URL and token it prints.`,
 			if err != nil {
 				return usagef("--boot-delay: %v", err)
 			}
-			model, ok := doemu.ParseBillingModel(billing)
-			if !ok {
+			model := config.BillingModel(billing)
+			if !model.Valid() {
 				return usagef("--billing must be per-second or hourly, not %q", billing)
 			}
 			opts := doemu.Options{BootDelay: delay, RateLimitPerMinute: perMinute, RateLimitPerHour: perHour,
@@ -83,7 +84,7 @@ Point any godo program or doctl at it with the URL and token it prints.`,
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve on")
 	f.StringVar(&token, "token", "", "API token to accept (default: a new random one, printed)")
-	f.StringVar(&bootDelay, "boot-delay", "45s-75s", "how long a new Droplet takes to become active: a duration, or MIN-MAX drawn uniformly")
+	f.StringVar(&bootDelay, "boot-delay", defaultBootDelay, "how long a new Droplet takes to become active: a duration, or MIN-MAX drawn uniformly")
 	f.StringVar(&seedFile, "seed-file", "", "JSON file of managed databases to start with ({\"databases\": [...]})")
 	f.StringVar(&billing, "billing", "per-second", "billing model: per-second (60 s minimum) or hourly")
 	f.IntVar(&perMinute, "rate-limit-per-minute", 250, "requests per minute per token before 429 (negative: no limit)")

@@ -69,7 +69,7 @@ one job each, the same for every policy.`,
 	fl.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 	fl.BoolVar(&f.compare, "compare", false, "run shoal and every baseline over its parameter grid")
 	fl.StringVar(&f.report, "report", "", "write an HTML report with charts to this file")
-	fl.StringVar(&f.bootDelay, "boot-delay", "45s-75s", "Droplet boot time: a duration or MIN-MAX")
+	fl.StringVar(&f.bootDelay, "boot-delay", defaultBootDelay, "Droplet boot time: a duration or MIN-MAX")
 	fl.DurationVar(&f.registerDelay, "register-delay", defaultRegisterDelay, "time from an active Droplet to its runner registering")
 	return cmd
 }
@@ -192,4 +192,9 @@ func parseParams(kvs []string) (policy.Params, error) {
 	return p, nil
 }
 
-const defaultRegisterDelay = 20 * time.Second
+// A runner Droplet's start as DigitalOcean and gitlab-runner take it: the
+// emulator's boot delay, then the runner's registration.
+const (
+	defaultBootDelay     = "45s-75s"
+	defaultRegisterDelay = 20 * time.Second
+)

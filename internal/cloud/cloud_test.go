@@ -277,3 +277,23 @@ func TestDatabasesKeysAccountBalance(t *testing.T) {
 		t.Fatalf("usage after 2 h of s-2vcpu-4gb = %v, %v; want 0.07", usd, err)
 	}
 }
+
+func TestTokenAndURLFromEnv(t *testing.T) {
+	t.Setenv("DIGITALOCEAN_ACCESS_TOKEN", "")
+	t.Setenv("DIGITALOCEAN_TOKEN", "")
+	if _, err := cloud.TokenFromEnv(); err == nil || !strings.Contains(err.Error(), "DIGITALOCEAN_ACCESS_TOKEN") {
+		t.Fatalf("no token: %v", err)
+	}
+	t.Setenv("DIGITALOCEAN_TOKEN", " dop_v1_fallback ")
+	if tok, err := cloud.TokenFromEnv(); err != nil || tok != "dop_v1_fallback" {
+		t.Fatalf("fallback token %q, %v", tok, err)
+	}
+	t.Setenv("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_first")
+	if tok, _ := cloud.TokenFromEnv(); tok != "dop_v1_first" {
+		t.Fatalf("token %q, want DIGITALOCEAN_ACCESS_TOKEN's", tok)
+	}
+	t.Setenv("DIGITALOCEAN_API_URL", "http://127.0.0.1:8080")
+	if u := cloud.APIURLFromEnv(); u != "http://127.0.0.1:8080" {
+		t.Fatalf("API URL %q", u)
+	}
+}

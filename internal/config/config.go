@@ -24,6 +24,9 @@ const (
 	BillingHourly BillingModel = "hourly"
 )
 
+// Valid reports whether b is one of the billing models.
+func (b BillingModel) Valid() bool { return b == BillingPerSecond || b == BillingHourly }
+
 // MinimumBilled is the shortest time a per-second Droplet is billed for.
 const MinimumBilled = 60 * time.Second
 

@@ -456,10 +456,9 @@ func (ps *parser) decode(root *table) *Config {
 	}
 	var billing string
 	if line, ok := f.str("billing_model", &billing); ok {
-		switch BillingModel(billing) {
-		case BillingPerSecond, BillingHourly:
-			cfg.Billing = BillingModel(billing)
-		default:
+		if b := BillingModel(billing); b.Valid() {
+			cfg.Billing = b
+		} else {
 			ps.add(line, "billing_model", "must be %q or %q, got %q", BillingPerSecond, BillingHourly, billing)
 		}
 	}

@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/tags"
 )
 
 // Config says where demand comes from.
@@ -102,29 +102,11 @@ type Snapshot struct {
 	At       time.Time
 	Pending  []PendingJob // oldest first
 	Managers []Manager    // by runner, then manager ID
-	// PendingByTags groups Pending by TagKey of the job tags, oldest first.
+	// PendingByTags groups Pending by tags.Key of the job tags, oldest first.
 	PendingByTags map[string][]PendingJob
 	// RunningBySystemID lists each manager's running jobs; every manager of
 	// Managers has an entry, empty when idle.
 	RunningBySystemID map[string][]RunningJob
-}
-
-// TagKey is the canonical name of a tag set: sorted, deduplicated, joined by ';'.
-func TagKey(tags []string) string {
-	s := slices.Clone(tags)
-	slices.Sort(s)
-	return strings.Join(slices.Compact(s), ";")
-}
-
-// Covers reports whether a runner with runnerTags may take a job with jobTags:
-// its tags must include all of the job's.
-func Covers(runnerTags, jobTags []string) bool {
-	for _, t := range jobTags {
-		if !slices.Contains(runnerTags, t) {
-			return false
-		}
-	}
-	return true
 }
 
 // Snapshot reads pending jobs, managers and running jobs. An error names the
@@ -147,7 +129,7 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		return cmp.Or(a.QueuedAt.Compare(b.QueuedAt), cmp.Compare(a.ID, b.ID))
 	})
 	for _, j := range snap.Pending {
-		k := TagKey(j.Tags)
+		k := tags.Key(j.Tags)
 		snap.PendingByTags[k] = append(snap.PendingByTags[k], j)
 	}
 	for _, rid := range s.cfg.RunnerIDs {

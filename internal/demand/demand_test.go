@@ -274,25 +274,6 @@ func TestSnapshotInProcessTransport(t *testing.T) {
 	}
 }
 
-func TestCovers(t *testing.T) {
-	tests := []struct {
-		runner, job []string
-		want        bool
-	}{
-		{[]string{"docker", "large"}, []string{"docker"}, true},
-		{[]string{"docker"}, []string{"docker", "large"}, false},
-		{[]string{"docker"}, nil, true},
-	}
-	for _, tt := range tests {
-		if got := demand.Covers(tt.runner, tt.job); got != tt.want {
-			t.Errorf("Covers(%v, %v) = %v, want %v", tt.runner, tt.job, got, tt.want)
-		}
-	}
-	if k := demand.TagKey([]string{"large", "docker", "docker"}); k != "docker;large" {
-		t.Errorf("TagKey = %q", k)
-	}
-}
-
 // A GitLab whose job entities lack runner_manager is asked manager by manager.
 func TestSnapshotWithoutRunnerManager(t *testing.T) {
 	for _, omit := range []bool{false, true} {

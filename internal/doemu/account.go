@@ -32,7 +32,7 @@ func (s *Server) getBalance(w http.ResponseWriter, _ *http.Request) {
 	from := monthStart(now)
 	var usage float64
 	for _, c := range s.ledger.charges {
-		usage += s.ledger.model.cost(c, from, now)
+		usage += cost(s.ledger.model, c, from, now)
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{

@@ -13,6 +13,7 @@ import (
 	"github.com/digitalocean/go-metadata"
 	"github.com/digitalocean/godo"
 
+	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/doemu"
 )
 
@@ -109,14 +110,14 @@ func TestDatabasesFromSeed(t *testing.T) {
 
 func TestBalanceFromLedger(t *testing.T) {
 	for _, tc := range []struct {
-		model doemu.BillingModel
+		model config.BillingModel
 		life  time.Duration
 		want  float64
 	}{
-		{doemu.PerSecond, 30 * time.Second, 60 * 0.03571 / 3600}, // the 60 s minimum
-		{doemu.PerSecond, 90 * time.Minute, 1.5 * 0.03571},       // by the second
-		{doemu.Hourly, 61 * time.Minute, 2 * 0.03571},            // each started hour
-		{doemu.PerSecond, 40 * 24 * time.Hour, 24 + 249*0.03571}, // March capped at its monthly price, then 249 h of April
+		{config.BillingPerSecond, 30 * time.Second, 60 * 0.03571 / 3600}, // the 60 s minimum
+		{config.BillingPerSecond, 90 * time.Minute, 1.5 * 0.03571},       // by the second
+		{config.BillingHourly, 61 * time.Minute, 2 * 0.03571},            // each started hour
+		{config.BillingPerSecond, 40 * 24 * time.Hour, 24 + 249*0.03571}, // March capped at its monthly price, then 249 h of April
 	} {
 		t.Run(fmt.Sprintf("%s/%s", tc.model, tc.life), func(t *testing.T) {
 			f := newFixture(t, doemu.Options{Billing: tc.model, BootDelay: doemu.Range{Min: time.Second}})

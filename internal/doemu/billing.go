@@ -1,38 +1,10 @@
 package doemu
 
 import (
-	"math"
 	"time"
+
+	"github.com/shoalci/shoal/internal/config"
 )
-
-// BillingModel is how Droplets are charged.
-type BillingModel int
-
-const (
-	// PerSecond bills each second a Droplet exists, with a 60-second minimum: DigitalOcean's
-	// model since 2026-01-01, as its community answers report it.
-	PerSecond BillingModel = iota
-	// Hourly bills each started hour: the model before 2026.
-	Hourly
-)
-
-func (m BillingModel) String() string {
-	if m == Hourly {
-		return "hourly"
-	}
-	return "per-second"
-}
-
-// ParseBillingModel reads "per-second" or "hourly".
-func ParseBillingModel(s string) (BillingModel, bool) {
-	switch s {
-	case "per-second", "":
-		return PerSecond, true
-	case "hourly":
-		return Hourly, true
-	}
-	return 0, false
-}
 
 // Charge is one Droplet's entry in the billing ledger.
 type Charge struct {
@@ -44,7 +16,7 @@ type Charge struct {
 }
 
 type ledger struct {
-	model   BillingModel
+	model   config.BillingModel
 	charges []Charge
 	open    map[int]int // Droplet ID → index in charges
 	// closedUSD is what the Droplets deleted so far cost in all, and lastEnd
@@ -66,16 +38,16 @@ func (l *ledger) stop(id int, at time.Time) {
 	if i, ok := l.open[id]; ok {
 		l.charges[i].End = at
 		delete(l.open, id)
-		l.closedUSD += l.model.cost(l.charges[i], time.Time{}, at)
+		l.closedUSD += cost(l.model, l.charges[i], time.Time{}, at)
 		if at.After(l.lastEnd) {
 			l.lastEnd = at
 		}
 	}
 }
 
-// cost is what c costs for the part of its life inside [from, to). A Droplet never
-// costs more in a calendar month than its monthly price.
-func (m BillingModel) cost(c Charge, from, to time.Time) float64 {
+// cost is what c costs under model m for the part of its life inside [from,
+// to). A Droplet never costs more in a calendar month than its monthly price.
+func cost(m config.BillingModel, c Charge, from, to time.Time) float64 {
 	start, end := c.Start, c.End
 	if end.IsZero() || end.After(to) {
 		end = to
@@ -85,20 +57,14 @@ func (m BillingModel) cost(c Charge, from, to time.Time) float64 {
 	}
 	var total float64
 	for seg := start; seg.Before(end); {
-		next := monthStart(seg).AddDate(0, 1, 0)
-		segEnd := earlier(end, next)
+		segEnd := earlier(end, monthStart(seg).AddDate(0, 1, 0))
 		d := segEnd.Sub(seg)
-		var hours float64
-		switch m {
-		case Hourly:
-			hours = math.Ceil(d.Hours())
-		default:
-			if seg.Equal(c.Start) { // the minimum applies once, where the Droplet's life begins
-				d = max(d, time.Minute)
-			}
-			hours = d.Seconds() / 3600
+		seconds := d.Seconds()
+		// Each started hour, or the per-second minimum where the Droplet's life begins.
+		if m == config.BillingHourly || seg.Equal(c.Start) {
+			seconds = m.BilledSeconds(d)
 		}
-		total += min(hours*c.PriceHourly, c.PriceMonthly)
+		total += min(seconds/3600*c.PriceHourly, c.PriceMonthly)
 		seg = segEnd
 	}
 	return total
@@ -127,12 +93,12 @@ func (s *Server) BilledUSD(at time.Time) float64 {
 	if !at.Before(l.lastEnd) { // every deleted Droplet is wholly before at
 		total = l.closedUSD
 		for _, i := range l.open {
-			total += l.model.cost(l.charges[i], time.Time{}, at)
+			total += cost(l.model, l.charges[i], time.Time{}, at)
 		}
 		return total
 	}
 	for _, c := range l.charges {
-		total += l.model.cost(c, time.Time{}, at)
+		total += cost(l.model, c, time.Time{}, at)
 	}
 	return total
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/config"
 )
 
 // Options configure an emulator. The zero value is usable: real clock, a random
@@ -35,7 +36,7 @@ type Options struct {
 	// DropletLimit and VolumeLimit are the account's limits. Defaults 500 and 100.
 	DropletLimit, VolumeLimit int
 	// Billing selects how Droplets are charged. Default per-second with a 60 s minimum.
-	Billing BillingModel
+	Billing config.BillingModel
 	// Faults injects errors and latency; see Faults.
 	Faults Faults
 	// Seed makes boot delays, IDs, addresses and faults reproducible.
@@ -122,6 +123,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.VolumeLimit == 0 {
 		opts.VolumeLimit = 100
+	}
+	if opts.Billing == "" {
+		opts.Billing = config.BillingPerSecond
+	}
+	if !opts.Billing.Valid() {
+		return nil, fmt.Errorf("billing model %q: use %q or %q", opts.Billing, config.BillingPerSecond, config.BillingHourly)
 	}
 	if err := opts.Faults.validate(); err != nil {
 		return nil, err

@@ -53,7 +53,6 @@ type Fleet struct {
 type pool struct {
 	Pool
 	token    string
-	runnerID int64
 	acceptor string // the acceptor's system_id, or ""
 }
 
@@ -77,7 +76,7 @@ func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools [
 			return nil, fmt.Errorf("create runner for pool %s: %w", p.Name, err)
 		}
 		p.Capacity = max(p.Capacity, 1)
-		fp := &pool{Pool: p, token: r.Token, runnerID: r.ID}
+		fp := &pool{Pool: p, token: r.Token}
 		if p.AcceptLimit > 0 {
 			fp.acceptor = "acceptor-" + p.Name
 			if err := gl.RegisterManager(r.Token, fp.acceptor, glemu.ManagerOptions{Capacity: p.AcceptLimit, Booting: true}); err != nil {
@@ -88,18 +87,6 @@ func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools [
 	}
 	gl.Observe(f.onJob)
 	return f, nil
-}
-
-// RunnerIDs are the GitLab runners of the pools, for demand.Config.
-func (f *Fleet) RunnerIDs() []int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []int64
-	for _, p := range f.pools {
-		ids = append(ids, p.runnerID)
-	}
-	slices.Sort(ids)
-	return ids
 }
 
 // The GitLab emulator reports job events synchronously, into onJob; f.mu is

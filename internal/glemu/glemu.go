@@ -190,17 +190,9 @@ type project struct {
 func (s *Server) AddGroup(name string, parentID int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !validPathSegment(name) {
-		return 0, fmt.Errorf("group name %q: use letters, digits, '-', '_' and '.'", name)
-	}
-	path := name
-	var parent *group
-	if parentID != 0 {
-		parent = s.groups[parentID]
-		if parent == nil {
-			return 0, fmt.Errorf("parent group %d: %w", parentID, ErrNotFound)
-		}
-		path = parent.path + "/" + name
+	path, parent, err := s.childPath("group", name, parentID, "")
+	if err != nil {
+		return 0, err
 	}
 	for _, g := range s.groupList {
 		if g.path == path {
@@ -214,22 +206,30 @@ func (s *Server) AddGroup(name string, parentID int64) (int64, error) {
 	return g.id, nil
 }
 
+// childPath checks a new group's or project's name and finds its parent group
+// (none when parentID is 0, in which case the path is outside+name). Call with s.mu held.
+func (s *Server) childPath(kind, name string, parentID int64, outside string) (string, *group, error) {
+	if !validPathSegment(name) {
+		return "", nil, fmt.Errorf("%s name %q: use letters, digits, '-', '_' and '.'", kind, name)
+	}
+	if parentID == 0 {
+		return outside + name, nil, nil
+	}
+	parent := s.groups[parentID]
+	if parent == nil {
+		return "", nil, fmt.Errorf("group %d: %w", parentID, ErrNotFound)
+	}
+	return parent.path + "/" + name, parent, nil
+}
+
 // AddProject creates a project in a group (or, with groupID 0, in the "root"
 // user's namespace) and returns its ID.
 func (s *Server) AddProject(name string, groupID int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !validPathSegment(name) {
-		return 0, fmt.Errorf("project name %q: use letters, digits, '-', '_' and '.'", name)
-	}
-	path := "root/" + name
-	var g *group
-	if groupID != 0 {
-		g = s.groups[groupID]
-		if g == nil {
-			return 0, fmt.Errorf("group %d: %w", groupID, ErrNotFound)
-		}
-		path = g.path + "/" + name
+	path, g, err := s.childPath("project", name, groupID, "root/")
+	if err != nil {
+		return 0, err
 	}
 	for _, p := range s.projList {
 		if p.path == path {

@@ -11,7 +11,6 @@ package policy
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/shoalci/shoal/internal/config"
@@ -79,7 +78,7 @@ type Pool struct {
 	// Settings are the pool's settings in force now (config.Pool.Effective).
 	Settings config.Settings
 	// Pending are jobs waiting in GitLab that this pool's runners could take
-	// (Covers(pool tags, job tags)). A job may be listed in several pools;
+	// (tags.Covers(pool tags, job tags)). A job may be listed in several pools;
 	// shoal's policy counts it once, in the most specific pool.
 	Pending []Job
 	// Waiting are jobs a runner manager of this pool has already taken (GitLab
@@ -207,15 +206,4 @@ type Policy interface {
 	Acceptance(s config.Settings) Acceptance
 	// Decide returns the decisions for the snapshot and the new state.
 	Decide(s Snapshot, prev State) ([]Decision, State)
-}
-
-// Covers reports whether a runner with runnerTags may take a job with
-// jobTags: every job tag must be among the runner's (GitLab's rule).
-func Covers(runnerTags, jobTags []string) bool {
-	for _, t := range jobTags {
-		if !slices.Contains(runnerTags, t) {
-			return false
-		}
-	}
-	return true
 }

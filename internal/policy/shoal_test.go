@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/tags"
 )
 
 // noWarm isolates the queue-driven part of shoal's policy.
@@ -213,7 +214,7 @@ func TestShoalCountsSharedJobsOnce(t *testing.T) {
 	large := settings(func(s *config.Settings) { s.Pool = "large"; s.Tags = []string{"docker", "large"} })
 	shared := policy.Job{ID: 1, Tags: []string{"docker"}, QueuedAt: t0}
 	big := policy.Job{ID: 2, Tags: []string{"docker", "large"}, QueuedAt: t0}
-	if !policy.Covers(large.Tags, shared.Tags) || policy.Covers(docker.Tags, big.Tags) {
+	if !tags.Covers(large.Tags, shared.Tags) || tags.Covers(docker.Tags, big.Tags) {
 		t.Fatal("Covers")
 	}
 	s := snap(config.BillingPerSecond,

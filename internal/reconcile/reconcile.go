@@ -20,6 +20,7 @@ import (
 	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/demand"
 	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/tags"
 )
 
 // Tags every runner Droplet carries: FleetTag marks shoal's Droplets, and
@@ -107,7 +108,7 @@ type Reconciler struct {
 	drainAt map[int]time.Time // when each Droplet's drain began, for DrainHardLimit
 
 	fleet    []cloud.Droplet // as last listed, with this Reconciler's changes since
-	listedAt time.Time
+	listedAt time.Time       // zero until the first listing
 }
 
 // New returns a Reconciler.
@@ -170,16 +171,22 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		r.budget.record(now, rep.Requests)
 	}()
 
-	if r.fleet == nil || now.Sub(r.listedAt) >= r.cfg.ListEvery {
+	if r.listedAt.IsZero() || now.Sub(r.listedAt) >= r.cfg.ListEvery {
 		listed, err := r.cloud.ListDroplets(ctx, FleetTag)
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
-		r.fleet, r.listedAt = nonNil(listed), now
+		r.fleet, r.listedAt = listed, now
 	}
 	droplets := slices.Clone(r.fleet)
+	settings := make([]config.Settings, len(r.cfg.Pools))
+	readsQueue := false
+	for i, p := range r.cfg.Pools {
+		settings[i] = p.Effective(now)
+		readsQueue = readsQueue || r.policy.Acceptance(settings[i]).ReadsQueue
+	}
 	var snap demand.Snapshot
-	if r.readsQueue(now) {
+	if readsQueue { // GitLab Runner's autoscalers never look at the queue
 		if snap, err = r.demand.Snapshot(ctx); err != nil {
 			return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
 		}
@@ -222,10 +229,10 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	r.enforceDrainLimit(ctx, &rep, droplets, status, avail)
 
 	ps := policy.Snapshot{Now: now, Billing: r.cfg.Billing}
-	for _, pool := range r.cfg.Pools {
-		pp := policy.Pool{Settings: pool.Effective(now)}
+	for i, pool := range r.cfg.Pools {
+		pp := policy.Pool{Settings: settings[i]}
 		for _, j := range snap.Pending {
-			if policy.Covers(pool.Tags, j.Tags) {
+			if tags.Covers(pool.Tags, j.Tags) {
 				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, Tags: j.Tags, QueuedAt: j.QueuedAt})
 			}
 		}
@@ -264,23 +271,6 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	return rep, nil
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-// readsQueue reports whether the policy looks at pending jobs in any pool.
-func (r *Reconciler) readsQueue(now time.Time) bool {
-	for _, p := range r.cfg.Pools {
-		if r.policy.Acceptance(p.Effective(now)).ReadsQueue {
-			return true
-		}
-	}
-	return false
 }
 
 func poolOf(d cloud.Droplet) string {

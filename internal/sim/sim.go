@@ -18,6 +18,7 @@ import (
 	"github.com/shoalci/shoal/internal/doemu"
 	"github.com/shoalci/shoal/internal/glemu"
 	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/tags"
 	"github.com/shoalci/shoal/internal/trace"
 )
 
@@ -126,6 +127,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			refs[i] = ref
 		})
 	}
+	var lastFinish time.Time
+	w.GL.Observe(func(ev glemu.Event) {
+		if !ev.Job.FinishedAt.IsZero() {
+			lastFinish = ev.Job.FinishedAt
+		}
+	})
 	series := &Series{Step: o.Sample}
 	if o.Sample > 0 {
 		sample(w, series)
@@ -176,7 +183,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if createErr != nil {
 			return Result{}, createErr
 		}
-		if !now.Before(hardStop) || reconciled && now.After(windowEnd) && done(w) {
+		if !now.Before(hardStop) || reconciled && now.After(windowEnd) && done(w, lastFinish) {
 			break
 		}
 		// Move to the next thing that happens: an event, or the next reconcile.
@@ -199,26 +206,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
-// done: every job finished and no Droplet left (a fleet that never shrinks ends the run when the jobs do).
-func done(w *World) bool {
+// done: every job finished and no Droplet left (a fleet that never shrinks
+// ends the run an hour after the last job does).
+func done(w *World, lastFinish time.Time) bool {
 	c := w.GL.Counts()
 	if c.Created+c.Pending+c.Running > 0 {
 		return false
 	}
-	if w.DO.LiveDroplets() > 0 {
-		return w.Clock.Since(lastFinish(w)) >= time.Hour
-	}
-	return true
-}
-
-func lastFinish(w *World) time.Time {
-	var last time.Time
-	for _, j := range w.GL.Jobs() {
-		if j.FinishedAt.After(last) {
-			last = j.FinishedAt
-		}
-	}
-	return last
+	return w.DO.LiveDroplets() == 0 || w.Clock.Since(lastFinish) >= time.Hour
 }
 
 func sample(w *World, s *Series) {
@@ -347,11 +342,11 @@ func lowerBound(t *trace.Trace, c *config.Config) float64 {
 	return usd
 }
 
-// poolFor is the most specific pool whose runners can take a job with tags.
-func poolFor(pools []config.Pool, tags []string) (config.Pool, bool) {
+// poolFor is the most specific pool whose runners can take a job with jobTags.
+func poolFor(pools []config.Pool, jobTags []string) (config.Pool, bool) {
 	best, found := config.Pool{}, false
 	for _, p := range pools {
-		if policy.Covers(p.Tags, tags) && (!found || len(p.Tags) < len(best.Tags)) {
+		if tags.Covers(p.Tags, jobTags) && (!found || len(p.Tags) < len(best.Tags)) {
 			best, found = p, true
 		}
 	}

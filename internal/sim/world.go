@@ -110,7 +110,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 
 	w.DO, err = doemu.New(doemu.Options{Clock: w.Clock, Tokens: []string{simToken}, BootDelay: o.BootDelay,
 		RateLimitPerMinute: o.RateLimitPerMinute, RateLimitPerHour: o.RateLimitPerHour, DropletLimit: o.DropletLimit,
-		Billing: billingModel(o.Billing), Faults: o.Faults, Seed: o.Seed, OnDroplet: w.Fleet.OnDroplet})
+		Billing: o.Billing, Faults: o.Faults, Seed: o.Seed, OnDroplet: w.Fleet.OnDroplet})
 	if err != nil {
 		return nil, err
 	}
@@ -150,11 +150,4 @@ func NewWorld(o WorldOptions) (*World, error) {
 		Pools: o.Pools, Billing: o.Billing, RequestsPerMinute: o.RequestsPerMinute, RequestsPerHour: o.RequestsPerHour,
 		Seed: o.Seed + 1, Logger: o.Logger})
 	return w, nil
-}
-
-func billingModel(b config.BillingModel) doemu.BillingModel {
-	if b == config.BillingHourly {
-		return doemu.Hourly
-	}
-	return doemu.PerSecond
 }

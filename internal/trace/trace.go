@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shoalci/shoal/internal/tags"
 )
 
 // Header is the exact first line of a trace file.
@@ -299,17 +301,6 @@ func (t *Trace) JobTime() time.Duration {
 // JobSeconds is JobTime in seconds: the "total job-seconds" of the traces' README.
 func (t *Trace) JobSeconds() float64 { return t.JobTime().Seconds() }
 
-// TagKey is the canonical form of a set of tags: sorted, without duplicates,
-// joined by ';'. Two jobs need the same runners exactly when their keys match.
-func TagKey(tags []string) string {
-	if len(tags) <= 1 {
-		return strings.Join(tags, ";")
-	}
-	s := slices.Clone(tags)
-	slices.Sort(s)
-	return strings.Join(slices.Compact(s), ";")
-}
-
 // TagSets lists the distinct tag sets of the trace's jobs, each sorted, the
 // sets in order of their TagKey.
 func (t *Trace) TagSets() [][]string {
@@ -317,7 +308,7 @@ func (t *Trace) TagSets() [][]string {
 	for _, p := range t.Pipelines {
 		for _, s := range p.Stages {
 			for _, j := range s {
-				k := TagKey(j.Tags)
+				k := tags.Key(j.Tags)
 				if _, ok := seen[k]; !ok {
 					set := slices.Clone(j.Tags)
 					slices.Sort(set)
