@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
@@ -201,7 +202,10 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	// has spent, less the listings the coming minute will need.
 	listings := int((time.Minute + r.cfg.ListEvery - 1) / r.cfg.ListEvery)
 	reserve := listings * (len(droplets)/200 + 1)
-	avail := func() int { return r.budget.available(now) - int(r.cloud.Requests()-startReqs) - reserve }
+	avail := func() int {
+		left := r.budget.available(now) - int(r.cloud.Requests()-startReqs)
+		return min(left, r.reportedLeft(now)) - reserve
+	}
 
 	byID := map[int]cloud.Droplet{}
 	byPool := map[string][]cloud.Droplet{}
@@ -271,6 +275,18 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+// reportedLeft is what DigitalOcean's ratelimit-* headers say shoal may still
+// spend this hour: the token's remaining requests, less the part of the limit
+// that is not shoal's share (other clients may use the same token). It counts
+// when shoal's own tally is wrong: after a restart, or with a shared token.
+func (r *Reconciler) reportedLeft(now time.Time) int {
+	rt := r.cloud.Rate()
+	if rt.Limit == 0 || !now.Before(rt.Reset) {
+		return math.MaxInt
+	}
+	return rt.Remaining - max(0, rt.Limit-r.cfg.RequestsPerHour)
 }
 
 func poolOf(d cloud.Droplet) string {

@@ -241,3 +241,24 @@ func TestThousandDropletFleet(t *testing.T) {
 	}
 	t.Logf("scale-out to 1,000: %d requests over 3 steps; steady state: %d requests", creates, rep.Requests)
 }
+
+func TestHonoursDigitalOceansRateHeaders(t *testing.T) {
+	// The token allows 8 requests an hour: far below shoal's own budget, which
+	// alone would spend 10 create requests on this queue and run into 429s.
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 100)},
+		RateLimitPerHour: 8})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(100, 30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	reps := steps(t, w, 7) // under two minutes: one listing
+	deferred := 0
+	for _, rep := range reps {
+		deferred += len(rep.Deferred)
+	}
+	if st := w.DO.Stats(); st.RateLimited != 0 {
+		t.Fatalf("%d responses were 429 although the headers said how many were left", st.RateLimited)
+	}
+	if made := len(fleet(t, w)); made == 0 || made > 60 || deferred == 0 {
+		t.Fatalf("%d droplets made, %d actions deferred: want at most 6 create requests (one listing kept back) and the rest deferred", made, deferred)
+	}
+}
