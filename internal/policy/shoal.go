@@ -37,7 +37,7 @@ var shoalEntry = Entry{
 		{"rate_window", "seconds: time constant of the arrival-rate average", 1},
 		{"profile_weight", "weight of the latest day in the time-of-day profile (0: no profile)", 0},
 		{"linger", "per-second billing: seconds an idle Droplet stays (0: the observed boot time)", 0},
-		{"profile_min", "jobs in one minute of the profile that make a spike worth pre-warming for", 0},
+		{"profile_min", "jobs the profile expects in one minute that make a spike worth pre-warming for (default 6: more than an ordinary pipeline brings, so everyday noise pre-warms nothing)", 0},
 		{"hour_margin", "hourly billing: release an idle Droplet this many seconds before its paid hour ends", 1},
 	}, settingParams...),
 	Grid: func() []Params {
@@ -76,10 +76,14 @@ type shoalPool struct {
 	pending   int         // pending jobs at the last look
 	jobs      map[int]int // running + done per Droplet at the last look (never modified: replaced)
 	boot      time.Duration
-	// profile[m] is the expected arrivals in minute m of the day (UTC), a
-	// day-to-day exponential average of counts[m]; folded marks the minute up
-	// to which counts have been folded into profile.
+	// profile[m] is a day-to-day exponential average of counts[m], the
+	// arrivals in minute m of the day (UTC); weight[m] is the same average of
+	// 1, so profile/weight is the expected arrivals with the average's start
+	// from zero corrected: one day seen counts in full, and a nightly batch is
+	// pre-warmed whole from its second night. folded marks the minute up to
+	// which counts have been folded in.
 	profile [profileBuckets]float64
+	weight  [profileBuckets]float64
 	counts  [profileBuckets]float64
 	folded  time.Time
 }
@@ -102,7 +106,15 @@ func (s State) ShoalPool(pool string) (ShoalPoolState, bool) {
 	}
 	cp := *sp
 	return ShoalPoolState{ArrivalsPerMinute: cp.rate * 60, Boot: cp.boot,
-		ProfileAt: func(t time.Time) float64 { return cp.profile[minuteOfDay(t)] }}, true
+		ProfileAt: func(t time.Time) float64 { return cp.expected(minuteOfDay(t)) }}, true
+}
+
+// expected is the arrivals the profile expects in minute b of the day.
+func (st *shoalPool) expected(b int) float64 {
+	if st.weight[b] == 0 {
+		return 0
+	}
+	return st.profile[b] / st.weight[b]
 }
 
 func minuteOfDay(t time.Time) int {
@@ -322,6 +334,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	for steps := 0; st.folded.Before(minute) && steps < profileBuckets; steps++ {
 		b := minuteOfDay(st.folded)
 		st.profile[b] = (1-alpha)*st.profile[b] + alpha*st.counts[b]
+		st.weight[b] = (1-alpha)*st.weight[b] + alpha
 		st.counts[b] = 0
 		st.folded = st.folded.Add(time.Minute)
 	}
@@ -393,7 +406,7 @@ func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 		last := now.Add(st.boot + 30*time.Second)
 		for m := now.Truncate(time.Minute); !m.After(last); m = m.Add(time.Minute) {
 			b := minuteOfDay(m)
-			v := st.profile[b]
+			v := st.expected(b)
 			if !m.After(now) {
 				v -= st.counts[b] // this minute has begun: what came is no longer expected
 			}
@@ -401,7 +414,7 @@ func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 				peak, at = v, m
 			}
 		}
-		if peak < p.params.floatOr("profile_min", 3) {
+		if peak < p.params.floatOr("profile_min", 6) {
 			peak = 0
 		}
 	}

@@ -179,33 +179,64 @@ func TestShoalLearnsTimeOfDay(t *testing.T) {
 	set := settings(nil)
 	set.MaxInstances = 300
 	day1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	// Day 1: a nightly pipeline of 200 jobs at 02:00 (profile_weight 0.5).
-	_, st := pol.Decide(policy.Snapshot{Now: day1.Add(5 * time.Second), Billing: config.BillingPerSecond,
-		Pools: []policy.Pool{{Settings: set, Pending: jobs(200, day1)}}}, policy.State{})
-	_, st = pol.Decide(policy.Snapshot{Now: day1.Add(10 * time.Minute), Billing: config.BillingPerSecond,
-		Pools: []policy.Pool{{Settings: set}}}, st)
-	// Day 2, 01:57: nothing pending, no Droplets, the recent rate long gone.
-	// 02:00 is more than a boot (90 s) and 30 s of slack away: nothing yet.
-	ds, st2 := pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 3*time.Minute), Billing: config.BillingPerSecond,
-		Pools: []policy.Pool{{Settings: set}}}, st)
-	if got := summary(ds); got != "" {
-		t.Fatalf("day 2 at 01:57: %q, want nothing yet", got)
+	decide := func(st policy.State, at time.Time, pending []policy.Job) ([]policy.Decision, policy.State) {
+		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
+			Pools: []policy.Pool{{Settings: set, Pending: pending}}}, st)
 	}
-	// 01:58: the profile expects 0.5×200 = 100 jobs at 02:00, which a
-	// Droplet created now would just catch.
-	ds, _ = pol.Decide(policy.Snapshot{Now: day1.Add(24*time.Hour - 2*time.Minute), Billing: config.BillingPerSecond,
-		Pools: []policy.Pool{{Settings: set}}}, st2)
-	if got := summary(ds); got != "create docker 100" {
-		t.Fatalf("day 2 at 01:58: %q, want create docker 100\n%v", got, ds)
+	// night returns the state after a night whose 02:00 brought n jobs (and,
+	// at 10:37, an ordinary pipeline of 4), seen 5 s later and gone by 02:10.
+	night := func(st policy.State, day int, n int) policy.State {
+		at := day1.Add(time.Duration(day) * 24 * time.Hour)
+		if n > 0 {
+			_, st = decide(st, at.Add(5*time.Second), jobs(n, at))
+		}
+		_, st = decide(st, at.Add(10*time.Minute), nil)
+		noise := at.Add(8*time.Hour + 37*time.Minute)
+		_, st = decide(st, noise.Add(5*time.Second), jobs(4, noise))
+		_, st = decide(st, noise.Add(10*time.Minute), nil)
+		return st
 	}
-	if !strings.Contains(ds[0].Reason, "time of day expects 100.0 jobs at 02:00") {
-		t.Errorf("reason should credit the time of day: %s", ds[0].Reason)
+	tests := []struct {
+		name   string
+		nights []int // jobs at 02:00 on the nights before
+		want   string
+	}{
+		{"nothing learned yet", nil, ""},
+		// One night counts in full, not at profile_weight (0.5): the whole
+		// batch is pre-warmed from the second night.
+		{"after one night of 200", []int{200}, "create docker 200"},
+		{"after two nights of 200", []int{200, 200}, "create docker 200"},
+		// A one-off fades: ½·200 / (1 - ¼) after a night without it.
+		{"after 200 then nothing", []int{200, 0}, "create docker 67"},
+		{"after 200 then two nights without", []int{200, 0, 0}, "create docker 29"},
+		{"a nightly of 4 is below profile_min", []int{4, 4}, ""},
 	}
-	// At 12:00 on day 2 the profile expects nothing.
-	ds, _ = pol.Decide(policy.Snapshot{Now: day1.Add(34 * time.Hour), Billing: config.BillingPerSecond,
-		Pools: []policy.Pool{{Settings: set}}}, st)
-	if got := summary(ds); got != "" {
-		t.Errorf("day 2 noon: %q, want nothing", got)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := policy.State{}
+			for d, n := range tc.nights {
+				st = night(st, d, n)
+			}
+			next := day1.Add(time.Duration(len(tc.nights)) * 24 * time.Hour)
+			// 01:57: 02:00 is more than a boot (90 s) and 30 s of slack away.
+			ds, st := decide(st, next.Add(-3*time.Minute), nil)
+			if got := summary(ds); got != "" {
+				t.Fatalf("at 01:57: %q, want nothing yet", got)
+			}
+			// 01:58: a Droplet created now would just catch 02:00.
+			ds, st = decide(st, next.Add(-2*time.Minute), nil)
+			if got := summary(ds); got != tc.want {
+				t.Fatalf("at 01:58: %q, want %q\n%v", got, tc.want, ds)
+			}
+			if tc.want != "" && !strings.Contains(ds[0].Reason, "the time of day expects") {
+				t.Errorf("reason should credit the time of day: %s", ds[0].Reason)
+			}
+			// The ordinary 10:37 pipeline of 4 is noise: nothing at 10:36.
+			ds, _ = decide(st, next.Add(8*time.Hour+36*time.Minute), nil)
+			if got := summary(ds); got != "" {
+				t.Errorf("at 10:36: %q, want nothing: 4 jobs are below profile_min", got)
+			}
+		})
 	}
 }
 
