@@ -21,7 +21,7 @@ import (
 func init() { subcommands = append(subcommands, newSimCmd) }
 
 type simFlags struct {
-	trace, config, policy, report, bootDelay string
+	trace, config, policy, report, bootDelay, jobs string
 	params                                   []string
 	seed                                     uint64
 	json, compare                            bool
@@ -47,7 +47,8 @@ Without --config each distinct tag set of the trace gets a pool of s-2vcpu-4gb D
 one job each, the same for every policy.`,
 		Example: `  shoal sim --trace ../shared/traces/team-week.csv
   shoal sim --trace release-day.csv --policy docker-machine --param idle_count=2 --json
-  shoal sim --trace nightly.csv --compare --report compare.html`,
+  shoal sim --trace nightly.csv --compare --report compare.html
+  shoal sim --trace nightly.csv --jobs waits.csv`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.trace == "" {
@@ -69,6 +70,7 @@ one job each, the same for every policy.`,
 	fl.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 	fl.BoolVar(&f.compare, "compare", false, "run shoal and every baseline over its parameter grid")
 	fl.StringVar(&f.report, "report", "", "write an HTML report with charts to this file")
+	fl.StringVar(&f.jobs, "jobs", "", "write each job's wait to this CSV file (one policy only)")
 	fl.StringVar(&f.bootDelay, "boot-delay", defaultBootDelay, "Droplet boot time: a duration or MIN-MAX")
 	fl.DurationVar(&f.registerDelay, "register-delay", defaultRegisterDelay, "time from an active Droplet to its runner registering")
 	return cmd
@@ -84,7 +86,7 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 	// A simulation is a batch job that allocates briskly and has memory to
 	// spare: collecting garbage less often makes it about a quarter faster.
 	debug.SetGCPercent(400)
-	opts := sim.Options{Trace: t, Seed: f.seed, BootDelay: boot, RegisterDelay: f.registerDelay}
+	opts := sim.Options{Trace: t, Seed: f.seed, BootDelay: boot, RegisterDelay: f.registerDelay, KeepJobs: f.jobs != ""}
 	if f.config != "" {
 		if opts.Config, err = config.Load(f.config); err != nil {
 			return err
@@ -97,8 +99,8 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 		}
 		settings = []sim.Setting{{Policy: f.policy, Params: params}}
 		if f.compare {
-			if len(f.params) > 0 || cmd.Flags().Changed("policy") {
-				return usagef("--compare runs every policy over its own grid: leave out --policy and --param")
+			if len(f.params) > 0 || cmd.Flags().Changed("policy") || f.jobs != "" {
+				return usagef("--compare runs every policy over its own grid: leave out --policy, --param and --jobs")
 			}
 			settings = sim.CompareSettings()
 		}
@@ -115,6 +117,11 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 	})
 	if err != nil {
 		return err
+	}
+	if f.jobs != "" && len(results) == 1 {
+		if err := writeJobs(f.jobs, results[0].JobWaits); err != nil {
+			return err
+		}
 	}
 	out := cmd.OutOrStdout()
 	if f.json {
@@ -177,6 +184,25 @@ func writeReport(path, title string, rs []sim.Result) error {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// writeJobs writes one CSV row per trace job: its IDs, stage and tags, when
+// it became pending and how long it waited (seconds; empty if it never became
+// pending), and whether it finished.
+func writeJobs(path string, jobs []sim.JobWait) error {
+	var b strings.Builder
+	b.WriteString("job_id,pipeline_id,stage,tags,queued_s,wait_s,finished\n")
+	for _, j := range jobs {
+		queued, wait := "", ""
+		if j.BecamePending {
+			queued, wait = strconv.FormatFloat(j.Queued.Seconds(), 'f', 1, 64), strconv.FormatFloat(j.Wait.Seconds(), 'f', 3, 64)
+		}
+		fmt.Fprintf(&b, "%d,%d,%d,%s,%s,%s,%t\n", j.JobID, j.PipelineID, j.Stage, strings.Join(j.Tags, ";"), queued, wait, j.Finished)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write job waits: %w", err)
+	}
+	return nil
 }
 
 func parseParams(kvs []string) (policy.Params, error) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,7 @@ func TestSimCommand(t *testing.T) {
 		{[]string{"sim", "--trace", path, "--policy", "magic"}, exitUsage, "unknown policy"},
 		{[]string{"sim", "--trace", path, "--param", "idle_count"}, exitUsage, "NAME=NUMBER"},
 		{[]string{"sim", "--trace", path, "--compare", "--policy", "static"}, exitUsage, "--compare runs every policy"},
+		{[]string{"sim", "--trace", path, "--compare", "--jobs", path + ".jobs"}, exitUsage, "--compare runs every policy"},
 		{[]string{"sim", "--trace", path + ".missing"}, exitFailure, "no such file"},
 		{[]string{"sim", "--trace", path, "--policy", "docker-machine", "--param", "idle_count=1"}, exitOK, "docker-machine  idle_count=1"},
 	} {
@@ -58,6 +61,36 @@ func TestSimCommand(t *testing.T) {
 	}
 	if w := res["wait_s"].(map[string]any); len(w) != 5 {
 		t.Errorf("wait_s = %v, want p50, p95, p99, max, mean", w)
+	}
+
+	// --jobs: one row per trace job, in trace order, with the trace's IDs.
+	jobs := filepath.Join(t.TempDir(), "jobs.csv")
+	if code := run(context.Background(), []string{"sim", "--trace", path, "--jobs", jobs}, &out, &errs); code != exitOK {
+		t.Fatalf("--jobs: exit %d: %s", code, errs.String())
+	}
+	data, err := os.ReadFile(jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(rows) != 4 || rows[0] != "job_id,pipeline_id,stage,tags,queued_s,wait_s,finished" {
+		t.Fatalf("--jobs wrote:\n%s", data)
+	}
+	// Job 2 (stage 1) becomes pending when job 1 ends: 60 s + job 1's wait + 120 s.
+	var wait1, queued2 float64
+	for i, want := range []string{"1,1,0,docker,60.0,", "2,1,1,docker,", "3,2,0,docker;large,600.0,"} {
+		if !strings.HasPrefix(rows[i+1], want) || !strings.HasSuffix(rows[i+1], ",true") {
+			t.Errorf("row %d = %q, want %q… finished", i+1, rows[i+1], want)
+		}
+	}
+	if _, err := fmt.Sscanf(strings.Split(rows[1], ",")[5], "%g", &wait1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscanf(strings.Split(rows[2], ",")[4], "%g", &queued2); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(queued2-(60+wait1+120)) > 0.1 {
+		t.Errorf("job 2 queued at %.1f s, want 60 + %.1f (job 1's wait) + 120", queued2, wait1)
 	}
 }
 

@@ -37,6 +37,8 @@ type Options struct {
 	Sample time.Duration
 	// WrapDO wraps the DigitalOcean emulator's handler (tests check the contract with it).
 	WrapDO func(http.Handler) http.Handler
+	// KeepJobs fills Result.JobWaits, one record per trace job.
+	KeepJobs bool
 }
 
 // Stats summarise a distribution.
@@ -70,6 +72,20 @@ type Result struct {
 	SimulatedHours          float64       `json:"simulated_hours"`
 	WallS                   float64       `json:"wall_s"`
 	Series                  *Series       `json:"-"`
+	JobWaits                []JobWait     `json:"-"`
+}
+
+// JobWait is what one trace job went through (Options.KeepJobs).
+type JobWait struct {
+	JobID, PipelineID int64 // the trace's IDs
+	Stage             int
+	Tags              []string
+	// Queued is when it became pending, since the start of the trace, and
+	// Wait from then until its script started (zero if it never did). Both
+	// are zero for a job that never became pending: its earlier stage never
+	// finished.
+	Queued, Wait            time.Duration
+	BecamePending, Finished bool
 }
 
 // Series are the report's time series, one point per sample.
@@ -283,6 +299,9 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 		}
 	}
 	res.PipelineSlowdown = summarize(slow, false)
+	if o.KeepJobs {
+		res.JobWaits = jobWaits(o.Trace, refs, byID, start)
+	}
 
 	end := w.Clock.Now()
 	res.CostUSD = round(w.DO.BilledUSD(end), 4)
@@ -322,6 +341,27 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 	res.APIRequests, res.RateLimitedResponses = st.Requests, st.RateLimited
 	res.SimulatedHours = round(end.Sub(start).Hours(), 2)
 	return res
+}
+
+func jobWaits(t *trace.Trace, refs []glemu.PipelineRef, byID map[int64]glemu.JobInfo, start time.Time) []JobWait {
+	out := make([]JobWait, 0, t.Jobs())
+	for i, p := range t.Pipelines {
+		for k, stage := range p.Stages {
+			for n, j := range stage {
+				jw := JobWait{JobID: j.ID, PipelineID: p.ID, Stage: k, Tags: j.Tags}
+				if k < len(refs[i].JobIDs) && n < len(refs[i].JobIDs[k]) {
+					info := byID[refs[i].JobIDs[k][n]]
+					if !info.QueuedAt.IsZero() {
+						jw.BecamePending = true
+						jw.Queued, jw.Wait = info.QueuedAt.Sub(start), info.Wait()
+					}
+					jw.Finished = info.Status == glemu.StatusSuccess
+				}
+				out = append(out, jw)
+			}
+		}
+	}
+	return out
 }
 
 // lowerBound prices every job-second on its pool's Droplets packed perfectly:
