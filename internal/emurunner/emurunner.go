@@ -48,6 +48,7 @@ type Fleet struct {
 	mu      sync.Mutex
 	pools   map[string]*pool
 	runners map[string]*runnerState // by Droplet name
+	booted  time.Duration           // boot time of the Droplets done booting
 }
 
 type pool struct {
@@ -58,6 +59,7 @@ type pool struct {
 
 type runnerState struct {
 	pool         *pool
+	createdAt    time.Time
 	registered   bool
 	readyAt      time.Time
 	draining     bool
@@ -152,7 +154,7 @@ func (f *Fleet) OnDroplet(ev doemu.DropletEvent) {
 	}
 	rs := f.runners[ev.Name]
 	if rs == nil {
-		rs = &runnerState{pool: p}
+		rs = &runnerState{pool: p, createdAt: ev.At}
 		f.runners[ev.Name] = rs
 	}
 	f.mu.Unlock()
@@ -164,6 +166,9 @@ func (f *Fleet) OnDroplet(ev doemu.DropletEvent) {
 		f.mu.Lock()
 		rs.deleted = true
 		registered := rs.registered
+		if !registered {
+			f.booted += ev.At.Sub(rs.createdAt)
+		}
 		delete(f.runners, ev.Name)
 		f.mu.Unlock()
 		if registered {
@@ -184,6 +189,7 @@ func (f *Fleet) register(name string, rs *runnerState) {
 	}
 	f.mu.Lock()
 	rs.registered, rs.readyAt = true, f.clock.Now()
+	f.booted += rs.readyAt.Sub(rs.createdAt)
 	// Behind an acceptor a machine's runner asks GitLab for nothing itself:
 	// the acceptor hands it its jobs. A drained runner takes none either.
 	pause := rs.draining || rs.pool.acceptor != ""
@@ -207,6 +213,22 @@ func (f *Fleet) Slots() (booting, ready int) {
 		}
 	}
 	return booting, ready
+}
+
+// BootTime is how long the runner Droplets made so far have spent between
+// their create and their runner registering (or their delete, if it never
+// did): time billed in which no job can run.
+func (f *Fleet) BootTime() time.Duration {
+	now := f.clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.booted
+	for _, rs := range f.runners {
+		if !rs.registered {
+			t += now.Sub(rs.createdAt)
+		}
+	}
+	return t
 }
 
 var _ reconcile.Runners = (*Fleet)(nil)

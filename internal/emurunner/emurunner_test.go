@@ -52,6 +52,9 @@ func TestRunnerFollowsItsDroplet(t *testing.T) {
 			if b, r := fleet.Slots(); b != 2 || r != 0 {
 				t.Fatalf("slots booting %d ready %d, want 2 and 0", b, r)
 			}
+			if bt := fleet.BootTime(); bt != time.Minute {
+				t.Fatalf("boot time so far %s, want 1m0s", bt)
+			}
 
 			fleet.OnDroplet(doemu.DropletEvent{Kind: "active", ID: d.ID, Name: d.Name, Tags: tags, At: vc.Now()})
 			vc.Advance(20*time.Second + glemu.DefaultCheckInterval)
@@ -59,6 +62,9 @@ func TestRunnerFollowsItsDroplet(t *testing.T) {
 			st := obs.Droplets[d.ID]
 			if !st.Registered || st.Running != 2 || len(obs.Waiting["docker"]) != 0 {
 				t.Fatalf("20 s after boot: %+v, waiting %d; want registered and running both jobs", st, len(obs.Waiting["docker"]))
+			}
+			if bt := fleet.BootTime(); bt != 80*time.Second {
+				t.Fatalf("boot time %s, want 1m20s: active after 1 min, registered 20 s later", bt)
 			}
 			running, err := fleet.Drain(context.Background(), d)
 			if err != nil || running != 2 {
@@ -74,6 +80,15 @@ func TestRunnerFollowsItsDroplet(t *testing.T) {
 				if m.SystemID == d.Name {
 					t.Fatal("the runner of a deleted Droplet is still registered")
 				}
+			}
+			// A Droplet deleted while it boots counts until its delete.
+			early := cloud.Droplet{ID: 8, Name: "shoal-docker-2"}
+			fleet.OnDroplet(doemu.DropletEvent{Kind: "created", ID: early.ID, Name: early.Name, Tags: tags, At: vc.Now()})
+			vc.Advance(30 * time.Second)
+			fleet.OnDroplet(doemu.DropletEvent{Kind: "deleted", ID: early.ID, Name: early.Name, Tags: tags, At: vc.Now()})
+			vc.Advance(time.Minute)
+			if bt := fleet.BootTime(); bt != 110*time.Second {
+				t.Fatalf("boot time %s, want 1m50s (80 s + 30 s)", bt)
 			}
 		})
 	}

@@ -65,6 +65,8 @@ type Result struct {
 	DropletsCreated         int           `json:"droplets_created"`
 	PeakDroplets            int           `json:"peak_droplets"`
 	DropletHours            float64       `json:"droplet_hours"`
+	BootHours               float64       `json:"boot_hours"`
+	JobHours                float64       `json:"job_hours"`
 	APIRequests             int           `json:"api_requests"`
 	APIRequestsMaxPerMinute int           `json:"api_requests_max_per_minute"`
 	RateLimitedResponses    int           `json:"rate_limited_responses"`
@@ -337,6 +339,8 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 		res.PeakDroplets = max(res.PeakDroplets, live)
 	}
 	res.DropletHours = round(hours, 2)
+	res.BootHours = round(w.Fleet.BootTime().Hours(), 2)
+	res.JobHours = round(o.Trace.JobTime().Hours(), 2)
 	st := w.DO.Stats()
 	res.APIRequests, res.RateLimitedResponses = st.Requests, st.RateLimited
 	res.SimulatedHours = round(end.Sub(start).Hours(), 2)

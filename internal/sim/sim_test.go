@@ -73,6 +73,14 @@ func TestRunMeasures(t *testing.T) {
 			if res.RateLimitedResponses != 0 {
 				t.Fatalf("%d responses were 429", res.RateLimitedResponses)
 			}
+			// One job per Droplet: Droplet time holds the job time and each
+			// Droplet's boot (at least 45 s active + 20 s registration) besides.
+			if want := 990.0 / 3600; math.Abs(res.JobHours-want) > 0.01 {
+				t.Fatalf("job hours %.3f, want %.3f", res.JobHours, want)
+			}
+			if least := float64(res.DropletsCreated) * 65 / 3600; res.BootHours < least-0.01 || res.DropletHours < res.BootHours+res.JobHours-0.01 {
+				t.Fatalf("droplet hours %.3f, boot %.3f (≥ %.3f), job %.3f", res.DropletHours, res.BootHours, least, res.JobHours)
+			}
 			if name != "static" && res.WaitS.Max < 45 {
 				t.Fatalf("from zero Droplets some job must wait at least a boot; max wait %.1f s", res.WaitS.Max)
 			}
