@@ -76,16 +76,12 @@ type shoalPool struct {
 	pending   int         // pending jobs at the last look
 	jobs      map[int]int // running + done per Droplet at the last look (never modified: replaced)
 	boot      time.Duration
-	// profile[m] is a day-to-day exponential average of counts[m], the
-	// arrivals in minute m of the day (UTC); weight[m] is the same average of
-	// 1, so profile/weight is the expected arrivals with the average's start
-	// from zero corrected: one day seen counts in full, and a nightly batch is
-	// pre-warmed whole from its second night. folded marks the minute up to
-	// which counts have been folded in.
-	profile [profileBuckets]float64
-	weight  [profileBuckets]float64
-	counts  [profileBuckets]float64
-	folded  time.Time
+	// day is the time-of-day profile. It is shared with the State it was
+	// copied from until learn changes it (it changes at most once a minute
+	// and on arrivals; the state is copied on every Decide). folded marks the
+	// minute up to which its counts have been folded in.
+	day    *dayProfile
+	folded time.Time
 }
 
 // ShoalPoolState is a read-only view of what shoal has learned about a pool.
@@ -109,12 +105,29 @@ func (s State) ShoalPool(pool string) (ShoalPoolState, bool) {
 		ProfileAt: func(t time.Time) float64 { return cp.expected(minuteOfDay(t)) }}, true
 }
 
+// dayProfile: profile[m] is a day-to-day exponential average of counts[m],
+// the arrivals in minute m of the day (UTC); weight[m] is the same average of
+// 1, so profile/weight is the expected arrivals with the average's start from
+// zero corrected: one day seen counts in full, and a nightly batch is
+// pre-warmed whole from its second night.
+type dayProfile struct {
+	profile, weight, counts [profileBuckets]float64
+}
+
 // expected is the arrivals the profile expects in minute b of the day.
 func (st *shoalPool) expected(b int) float64 {
-	if st.weight[b] == 0 {
+	if st.day == nil || st.day.weight[b] == 0 {
 		return 0
 	}
-	return st.profile[b] / st.weight[b]
+	return st.day.profile[b] / st.day.weight[b]
+}
+
+// counted is the arrivals counted so far in minute b of the day, not yet folded in.
+func (st *shoalPool) counted(b int) float64 {
+	if st.day == nil {
+		return 0
+	}
+	return st.day.counts[b]
 }
 
 func minuteOfDay(t time.Time) int {
@@ -330,12 +343,25 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	if st.folded.IsZero() {
 		st.folded = minute
 	}
+	// The profile is shared with the previous State: copy it before the
+	// first change.
+	owned := false
+	day := func() *dayProfile {
+		if !owned {
+			cp := &dayProfile{}
+			if st.day != nil {
+				*cp = *st.day
+			}
+			st.day, owned = cp, true
+		}
+		return st.day
+	}
 	// Fold finished minutes into the profile, a day-to-day average per minute.
 	for steps := 0; st.folded.Before(minute) && steps < profileBuckets; steps++ {
-		b := minuteOfDay(st.folded)
-		st.profile[b] = (1-alpha)*st.profile[b] + alpha*st.counts[b]
-		st.weight[b] = (1-alpha)*st.weight[b] + alpha
-		st.counts[b] = 0
+		b, d := minuteOfDay(st.folded), day()
+		d.profile[b] = (1-alpha)*d.profile[b] + alpha*d.counts[b]
+		d.weight[b] = (1-alpha)*d.weight[b] + alpha
+		d.counts[b] = 0
 		st.folded = st.folded.Add(time.Minute)
 	}
 	st.folded = minute
@@ -362,7 +388,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		if j.QueuedAt.Before(minute) {
 			b = minuteOfDay(now) // its own minute is already folded
 		}
-		st.counts[b]++
+		day().counts[b]++
 		if j.QueuedAt.After(wm) {
 			wm = j.QueuedAt
 		}
@@ -380,7 +406,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	}
 	if unseen := started - max(st.pending-stillPending, 0); unseen > 0 {
 		arrived += unseen
-		st.counts[minuteOfDay(now)] += float64(unseen)
+		day().counts[minuteOfDay(now)] += float64(unseen)
 	}
 	st.jobs = jobs
 	st.pending = len(pending)
@@ -408,7 +434,7 @@ func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 			b := minuteOfDay(m)
 			v := st.expected(b)
 			if !m.After(now) {
-				v -= st.counts[b] // this minute has begun: what came is no longer expected
+				v -= st.counted(b) // this minute has begun: what came is no longer expected
 			}
 			if v > peak {
 				peak, at = v, m

@@ -231,6 +231,18 @@ func TestShoalLearnsTimeOfDay(t *testing.T) {
 			if tc.want != "" && !strings.Contains(ds[0].Reason, "the time of day expects") {
 				t.Errorf("reason should credit the time of day: %s", ds[0].Reason)
 			}
+			// Learning more never changes the State it was given.
+			if len(tc.nights) > 0 {
+				seen, _ := st.ShoalPool("docker")
+				before := seen.ProfileAt(next)
+				later := night(st, len(tc.nights), 50)
+				if again, _ := st.ShoalPool("docker"); again.ProfileAt(next) != before {
+					t.Fatalf("a Decide changed its input's profile: %v → %v", before, again.ProfileAt(next))
+				}
+				if learned, _ := later.ShoalPool("docker"); learned.ProfileAt(next) == before {
+					t.Fatalf("a night of 50 jobs left the profile at %v", before)
+				}
+			}
 			// The ordinary 10:37 pipeline of 4 is noise: nothing at 10:36.
 			ds, _ = decide(st, next.Add(8*time.Hour+36*time.Minute), nil)
 			if got := summary(ds); got != "" {
