@@ -22,10 +22,10 @@ func init() { subcommands = append(subcommands, newSimCmd) }
 
 type simFlags struct {
 	trace, config, policy, report, bootDelay, jobs string
-	params                                   []string
-	seed                                     uint64
-	json, compare                            bool
-	registerDelay                            time.Duration
+	params                                         []string
+	seed                                           uint64
+	json, compare                                  bool
+	registerDelay                                  time.Duration
 }
 
 func newSimCmd() *cobra.Command {
