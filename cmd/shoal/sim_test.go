@@ -35,6 +35,7 @@ func TestSimCommand(t *testing.T) {
 		{[]string{"sim", "--trace", path, "--compare", "--jobs", path + ".jobs"}, exitUsage, "--compare runs every policy"},
 		{[]string{"sim", "--trace", path + ".missing"}, exitFailure, "no such file"},
 		{[]string{"sim", "--trace", path, "--policy", "docker-machine", "--param", "idle_count=1"}, exitOK, "docker-machine  idle_count=1"},
+		{[]string{"sim", "--trace", path, "--compare"}, exitOK, "waited at least a cold start (65 s, the shortest boot plus registration)"},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			var out bytes.Buffer

@@ -52,29 +52,34 @@ type Stats struct {
 
 // Result is what a simulation measured.
 type Result struct {
-	Trace                   string        `json:"trace"`
-	Policy                  string        `json:"policy"`
-	Params                  policy.Params `json:"params"`
-	Jobs                    int           `json:"jobs"`
-	UnfinishedJobs          int           `json:"unfinished_jobs"`
-	WaitS                   Stats         `json:"wait_s"`
-	PipelineSlowdown        Stats         `json:"pipeline_slowdown"`
-	CostUSD                 float64       `json:"cost_usd"`
-	LowerBoundUSD           float64       `json:"lower_bound_usd"`
-	CostRatio               float64       `json:"cost_ratio"`
-	DropletsCreated         int           `json:"droplets_created"`
-	PeakDroplets            int           `json:"peak_droplets"`
-	DropletHours            float64       `json:"droplet_hours"`
-	BootHours               float64       `json:"boot_hours"`
-	JobHours                float64       `json:"job_hours"`
-	APIRequests             int           `json:"api_requests"`
-	APIRequestsMaxPerMinute int           `json:"api_requests_max_per_minute"`
-	RateLimitedResponses    int           `json:"rate_limited_responses"`
-	Reconciles              int           `json:"reconciles"`
-	SimulatedHours          float64       `json:"simulated_hours"`
-	WallS                   float64       `json:"wall_s"`
-	Series                  *Series       `json:"-"`
-	JobWaits                []JobWait     `json:"-"`
+	Trace          string        `json:"trace"`
+	Policy         string        `json:"policy"`
+	Params         policy.Params `json:"params"`
+	Jobs           int           `json:"jobs"`
+	UnfinishedJobs int           `json:"unfinished_jobs"`
+	WaitS          Stats         `json:"wait_s"`
+	// ColdStartS is the shortest boot plus registration; JobsWaitedColdStart
+	// counts the jobs that waited at least that long, as long as a Droplet
+	// made for them would take: they found no slot ready or nearly so.
+	ColdStartS              float64   `json:"cold_start_s"`
+	JobsWaitedColdStart     int       `json:"jobs_waited_cold_start"`
+	PipelineSlowdown        Stats     `json:"pipeline_slowdown"`
+	CostUSD                 float64   `json:"cost_usd"`
+	LowerBoundUSD           float64   `json:"lower_bound_usd"`
+	CostRatio               float64   `json:"cost_ratio"`
+	DropletsCreated         int       `json:"droplets_created"`
+	PeakDroplets            int       `json:"peak_droplets"`
+	DropletHours            float64   `json:"droplet_hours"`
+	BootHours               float64   `json:"boot_hours"`
+	JobHours                float64   `json:"job_hours"`
+	APIRequests             int       `json:"api_requests"`
+	APIRequestsMaxPerMinute int       `json:"api_requests_max_per_minute"`
+	RateLimitedResponses    int       `json:"rate_limited_responses"`
+	Reconciles              int       `json:"reconciles"`
+	SimulatedHours          float64   `json:"simulated_hours"`
+	WallS                   float64   `json:"wall_s"`
+	Series                  *Series   `json:"-"`
+	JobWaits                []JobWait `json:"-"`
 }
 
 // JobWait is what one trace job went through (Options.KeepJobs).
@@ -277,7 +282,11 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 			continue
 		}
 		waits = append(waits, j.Wait().Seconds())
+		if j.Wait() >= w.ColdStart {
+			res.JobsWaitedColdStart++
+		}
 	}
+	res.ColdStartS = w.ColdStart.Seconds()
 	res.UnfinishedJobs = res.Jobs - len(waits)
 	res.WaitS = summarize(waits, true)
 

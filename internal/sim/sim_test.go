@@ -81,8 +81,11 @@ func TestRunMeasures(t *testing.T) {
 			if least := float64(res.DropletsCreated) * 65 / 3600; res.BootHours < least-0.01 || res.DropletHours < res.BootHours+res.JobHours-0.01 {
 				t.Fatalf("droplet hours %.3f, boot %.3f (≥ %.3f), job %.3f", res.DropletHours, res.BootHours, least, res.JobHours)
 			}
-			if name != "static" && res.WaitS.Max < 45 {
-				t.Fatalf("from zero Droplets some job must wait at least a boot; max wait %.1f s", res.WaitS.Max)
+			if name != "static" && (res.WaitS.Max < 65 || res.JobsWaitedColdStart < 1) {
+				t.Fatalf("from zero Droplets some job must wait at least a cold start; max wait %.1f s, %d did", res.WaitS.Max, res.JobsWaitedColdStart)
+			}
+			if res.ColdStartS != 65 || res.JobsWaitedColdStart > res.Jobs {
+				t.Fatalf("cold start %.0f s (want 45 s boot + 20 s registration), %d of %d jobs waited one", res.ColdStartS, res.JobsWaitedColdStart, res.Jobs)
 			}
 		})
 	}

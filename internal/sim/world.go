@@ -59,6 +59,10 @@ type World struct {
 	Reconciler *reconcile.Reconciler
 	Webhook    *demand.Webhook
 	ProjectID  int64
+	// ColdStart is the shortest time from a Droplet's create to its runner
+	// taking jobs (the shortest boot plus registration): a job that finds no
+	// slot, ready or booting, waits at least this long.
+	ColdStart time.Duration
 }
 
 const (
@@ -85,7 +89,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &World{Clock: clock.NewVirtual(o.Start)}
+	w := &World{Clock: clock.NewVirtual(o.Start), ColdStart: o.BootDelay.Min + o.RegisterDelay}
 	// Sleeps inside the clients (retry back-off, action polling) move the clock
 	// themselves: the simulation has one thread, and it is the one sleeping.
 	clk := clock.SelfAdvancing{Virtual: w.Clock}
