@@ -607,6 +607,15 @@ func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
 var jobScopes = []string{StatusCreated, StatusPending, StatusRunning, StatusFailed, StatusSuccess,
 	"canceled", StatusSkipped, "waiting_for_resource", "manual", "preparing", "scheduled", "canceling"}
 
+// finished reports whether a job in this status is done for good.
+func finished(status string) bool {
+	switch status {
+	case StatusSuccess, StatusFailed, StatusSkipped, "canceled":
+		return true
+	}
+	return false
+}
+
 // jobScope reads scope or scope[] (one or more statuses); nil means all jobs.
 func jobScope(r *http.Request) ([]string, bool) {
 	q := r.URL.Query()
@@ -644,7 +653,14 @@ func (s *Server) listProjectJobs(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		for _, j := range p.jobs {
+		from := 0
+		if len(scope) > 0 && !slices.ContainsFunc(scope, finished) {
+			for p.settled < len(p.jobs) && finished(p.jobs[p.settled].status) {
+				p.settled++
+			}
+			from = p.settled
+		}
+		for _, j := range p.jobs[from:] {
 			if len(scope) == 0 || slices.Contains(scope, j.status) {
 				jobs = append(jobs, j)
 			}

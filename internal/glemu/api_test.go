@@ -447,3 +447,48 @@ func TestJobHooks(t *testing.T) {
 	default:
 	}
 }
+
+// A listing of unfinished jobs skips the finished ones without missing any,
+// and a listing of finished jobs still has them all.
+func TestAPIListsUnfinishedJobsAfterOthersFinish(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Description: "one slot", Tags: []string{"docker"}}))
+	check(t, s.RegisterManager(r.Token, "s_one", glemu.ManagerOptions{Capacity: 1}))
+	c := serve(t, s)
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Name: "test", Jobs: jobs(1, time.Minute, "docker")}}))
+	b := must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{
+		{Name: "test", Jobs: jobs(1, 10*time.Minute, "docker")},
+		{Name: "build", Jobs: jobs(1, time.Minute, "docker")},
+	}))
+	list := func(scope ...gitlab.BuildStateValue) []int64 {
+		t.Helper()
+		js, _, err := c.Jobs.ListProjectJobs(pid, &gitlab.ListJobsOptions{Scope: &scope})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, j := range js {
+			ids = append(ids, j.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	clk.Advance(5 * time.Minute) // the first pipeline is done; b's test runs, its build waits
+	want := []int64{b.JobIDs[0][0], b.JobIDs[1][0]}
+	for range 2 { // the second listing starts past the finished job
+		if got := list(gitlab.Created, gitlab.Running); !slices.Equal(got, want) {
+			t.Fatalf("created+running = %v, want %v", got, want)
+		}
+	}
+	if got := list(gitlab.Success); len(got) != 1 {
+		t.Fatalf("success = %v, want the first pipeline's job", got)
+	}
+	clk.Advance(15 * time.Minute)
+	if got := list(gitlab.Created, gitlab.Running); len(got) != 0 {
+		t.Fatalf("created+running = %v after everything finished", got)
+	}
+	if got := list(gitlab.Success); len(got) != 3 {
+		t.Fatalf("success = %v, want all 3 jobs", got)
+	}
+}

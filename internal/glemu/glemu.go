@@ -183,7 +183,10 @@ type project struct {
 	createdAt time.Time
 	pipelines []*pipeline
 	jobs      []*job // in id order
-	lastIID   int64
+	// jobs[:settled] have all finished: a listing of unfinished jobs (the
+	// autoscaler's, on every reconcile) starts there, not at the first job.
+	settled int
+	lastIID int64
 }
 
 // AddGroup creates a group (a subgroup when parentID is not 0) and returns its ID.
