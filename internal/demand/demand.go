@@ -38,6 +38,11 @@ type Config struct {
 	// GroupRefresh is how long a group's project list is reused before it is
 	// read again. Default 5 minutes.
 	GroupRefresh time.Duration
+	// CreatedEvery is how long Snapshot.Created is reused before it is read
+	// again (default 1 minute), unless a pipeline it has not seen has jobs
+	// pending: stages change over minutes, and each read is one more listing
+	// per project.
+	CreatedEvery time.Duration
 }
 
 // Source reads Snapshots from GitLab.
@@ -48,6 +53,10 @@ type Source struct {
 
 	resolved   map[string][]int64 // project paths and groups → project IDs
 	resolvedAt time.Time
+
+	lastCreated   []CreatedJob // the last read, and when
+	createdAt     time.Time
+	seenPipelines map[int64]bool // with jobs pending or created at the last read
 }
 
 // NewSource returns a Source reading through c. clk dates the snapshots and
@@ -61,6 +70,9 @@ func NewSource(c *gitlab.Client, cfg Config, clk clock.Clock) (*Source, error) {
 	}
 	if cfg.GroupRefresh == 0 {
 		cfg.GroupRefresh = 5 * time.Minute
+	}
+	if cfg.CreatedEvery == 0 {
+		cfg.CreatedEvery = time.Minute
 	}
 	if clk == nil {
 		clk = clock.Real{}
@@ -78,6 +90,16 @@ type PendingJob struct {
 	Tags       []string // sorted
 	CreatedAt  time.Time
 	QueuedAt   time.Time // when it became pending
+}
+
+// CreatedJob is a job waiting, created, for its pipeline's earlier stages to
+// finish: a stage to come.
+type CreatedJob struct {
+	ID         int64
+	ProjectID  int64
+	PipelineID int64
+	Tags       []string // sorted
+	CreatedAt  time.Time
 }
 
 // RunningJob is a job a runner manager has taken.
@@ -104,6 +126,11 @@ type Snapshot struct {
 	Managers []Manager    // by runner, then manager ID
 	// PendingByTags groups Pending by tags.Key of the job tags, oldest first.
 	PendingByTags map[string][]PendingJob
+	// Created are the created jobs of the watched projects (up to MaxPending
+	// per project): the stages to come. The list is read at most every
+	// CreatedEvery, and at once when a pipeline it has not seen has jobs
+	// pending.
+	Created []CreatedJob
 	// RunningBySystemID lists each manager's running jobs; every manager of
 	// Managers has an entry, empty when idle.
 	RunningBySystemID map[string][]RunningJob
@@ -131,6 +158,9 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 	for _, j := range snap.Pending {
 		k := tags.Key(j.Tags)
 		snap.PendingByTags[k] = append(snap.PendingByTags[k], j)
+	}
+	if snap.Created, err = s.created(ctx, projects, snap.Pending, now); err != nil {
+		return Snapshot{}, err
 	}
 	for _, rid := range s.cfg.RunnerIDs {
 		managers, err := s.Managers(ctx, rid)
@@ -266,6 +296,96 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	}
 }
 
+// created returns the created jobs, read again when the last read is older
+// than CreatedEvery or a pipeline it has not seen has jobs pending, less those
+// that are pending by now.
+func (s *Source) created(ctx context.Context, projects []int64, pending []PendingJob, now time.Time) ([]CreatedJob, error) {
+	stale := s.createdAt.IsZero() || now.Sub(s.createdAt) >= s.cfg.CreatedEvery
+	for _, j := range pending {
+		stale = stale || !s.seenPipelines[j.PipelineID] // a new pipeline: what follows its first stage?
+	}
+	if stale {
+		var all []CreatedJob
+		for _, pid := range projects {
+			jobs, err := s.createdJobs(ctx, pid)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, jobs...)
+		}
+		s.lastCreated, s.createdAt = all, now
+		s.seenPipelines = map[int64]bool{}
+		for _, j := range pending {
+			s.seenPipelines[j.PipelineID] = true
+		}
+		for _, j := range all {
+			s.seenPipelines[j.PipelineID] = true
+		}
+	}
+	isPending := make(map[int64]bool, len(pending))
+	for _, j := range pending {
+		isPending[j.ID] = true
+	}
+	var out []CreatedJob
+	for _, j := range s.lastCreated {
+		if !isPending[j.ID] {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// createdJob is the part of GitLab's job entity read for Snapshot.Created:
+// decoding only these fields costs a fraction of client-go's whole Job.
+type createdJob struct {
+	ID        int64      `json:"id"`
+	TagList   []string   `json:"tag_list"`
+	CreatedAt *time.Time `json:"created_at"`
+	Pipeline  struct {
+		ID int64 `json:"id"`
+	} `json:"pipeline"`
+}
+
+// createdJobs lists a project's created jobs, up to MaxPending.
+func (s *Source) createdJobs(ctx context.Context, pid int64) ([]CreatedJob, error) {
+	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Scope: &[]gitlab.BuildStateValue{gitlab.Created}}
+	page, err := readPages[createdJob](ctx, s.c, fmt.Sprintf("projects/%d/jobs", pid), opt, &opt.Page, s.maxPending())
+	if err != nil {
+		return nil, fmt.Errorf("list created jobs of project %d: %w", pid, err)
+	}
+	out := make([]CreatedJob, len(page))
+	for i, j := range page {
+		out[i] = CreatedJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Tags: sortedTags(j.TagList)}
+		if j.CreatedAt != nil {
+			out[i].CreatedAt = *j.CreatedAt
+		}
+	}
+	return out, nil
+}
+
+// readPages reads a list at path page by page (opt holds the query, page
+// points at its page number), up to limit items (0: every page). Errors carry
+// what to do when the token is at fault.
+func readPages[T any](ctx context.Context, c *gitlab.Client, path string, opt any, page *int64, limit int, extra ...gitlab.RequestOptionFunc) ([]T, error) {
+	var out []T
+	for {
+		req, err := c.NewRequest(http.MethodGet, path, opt, append([]gitlab.RequestOptionFunc{gitlab.WithContext(ctx)}, extra...))
+		if err != nil {
+			return nil, err
+		}
+		var items []T
+		resp, err := c.Do(req, &items)
+		if err != nil {
+			return nil, hint(err)
+		}
+		out = append(out, items...)
+		if resp.NextPage == 0 || limit > 0 && len(out) >= limit {
+			return out, nil
+		}
+		*page = resp.NextPage
+	}
+}
+
 func sortedTags(tags []string) []string {
 	s := slices.Clone(tags)
 	slices.Sort(s)
@@ -280,32 +400,21 @@ type apiManager struct {
 	ContactedAt *time.Time `json:"contacted_at"`
 }
 
-// Managers lists a runner's managers (GET /runners/:id/managers).
+// Managers lists a runner's managers (GET /runners/:id/managers), all of them.
 func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error) {
-	var out []Manager
 	opt := gitlab.ListOptions{PerPage: 100}
-	for {
-		req, err := s.c.NewRequest(http.MethodGet, fmt.Sprintf("runners/%d/managers", runnerID), &opt, []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
-		if err != nil {
-			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
-		}
-		var page []apiManager
-		resp, err := s.c.Do(req, &page)
-		if err != nil {
-			return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, hint(err))
-		}
-		for _, m := range page {
-			mm := Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
-			if m.ContactedAt != nil {
-				mm.ContactedAt = *m.ContactedAt
-			}
-			out = append(out, mm)
-		}
-		if resp.NextPage == 0 || len(out) >= s.maxPending() {
-			return out, nil
-		}
-		opt.Page = resp.NextPage
+	page, err := readPages[apiManager](ctx, s.c, fmt.Sprintf("runners/%d/managers", runnerID), &opt, &opt.Page, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list managers of runner %d: %w", runnerID, err)
 	}
+	out := make([]Manager, len(page))
+	for i, m := range page {
+		out[i] = Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
+		if m.ContactedAt != nil {
+			out[i].ContactedAt = *m.ContactedAt
+		}
+	}
+	return out, nil
 }
 
 // RunningJobs lists the jobs one manager is running
@@ -337,41 +446,32 @@ type runnerJob struct {
 // reads all of them in one listing and groups them by the job's
 // runner_manager, which costs one request per runner instead of one per Droplet.
 func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (map[string][]RunningJob, error) {
-	out := map[string][]RunningJob{}
 	opt := &gitlab.ListRunnerJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Status: gitlab.Ptr("running")}
-	for {
-		opts := []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)}
-		if systemID != "" {
-			opts = append(opts, withQuery("system_id", systemID))
-		}
-		req, err := s.c.NewRequest(http.MethodGet, fmt.Sprintf("runners/%d/jobs", runnerID), opt, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
-		}
-		var page []runnerJob
-		resp, err := s.c.Do(req, &page)
-		if err != nil {
-			return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, hint(err))
-		}
-		for _, j := range page {
-			sys := systemID
-			if sys == "" {
-				if j.RunnerManager == nil {
-					return nil, errNoRunnerManager
-				}
-				sys = j.RunnerManager.SystemID
-			}
-			rj := RunningJob{ID: j.ID, ProjectID: j.Project.ID, Tags: sortedTags(j.TagList)}
-			if j.StartedAt != nil {
-				rj.StartedAt = *j.StartedAt
-			}
-			out[sys] = append(out[sys], rj)
-		}
-		if resp.NextPage == 0 || len(out) >= s.maxPending() {
-			return out, nil
-		}
-		opt.Page = resp.NextPage
+	var extra []gitlab.RequestOptionFunc
+	if systemID != "" {
+		extra = append(extra, withQuery("system_id", systemID))
 	}
+	// Every page: a job missing here would let a drain delete its Droplet.
+	page, err := readPages[runnerJob](ctx, s.c, fmt.Sprintf("runners/%d/jobs", runnerID), opt, &opt.Page, 0, extra...)
+	if err != nil {
+		return nil, fmt.Errorf("list running jobs of runner %d: %w", runnerID, err)
+	}
+	out := map[string][]RunningJob{}
+	for _, j := range page {
+		sys := systemID
+		if sys == "" {
+			if j.RunnerManager == nil {
+				return nil, errNoRunnerManager
+			}
+			sys = j.RunnerManager.SystemID
+		}
+		rj := RunningJob{ID: j.ID, ProjectID: j.Project.ID, Tags: sortedTags(j.TagList)}
+		if j.StartedAt != nil {
+			rj.StartedAt = *j.StartedAt
+		}
+		out[sys] = append(out[sys], rj)
+	}
+	return out, nil
 }
 
 // errNoRunnerManager: a job listing without runner_manager cannot be split by manager.

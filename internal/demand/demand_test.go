@@ -92,6 +92,15 @@ func (w *world) pipeline(t *testing.T, project int64, n int, d time.Duration, ta
 
 func TestSnapshot(t *testing.T) {
 	w := newWorld(t)
+	// A two-stage pipeline first: its build jobs wait, created, for its test
+	// job, which runs.
+	staged, err := w.gl.CreatePipeline(w.api, []glemu.StageSpec{
+		{Name: "test", Jobs: []glemu.JobSpec{{Duration: time.Hour, Tags: []string{"docker"}}}},
+		{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Hour, Tags: []string{"docker", "large"}}, {Duration: time.Hour, Tags: []string{"docker"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// 130 docker jobs in web (more than one page), then 3 large jobs in api, 10 s later.
 	w.pipeline(t, w.web, 130, time.Hour, "docker")
 	w.clk.Advance(10 * time.Second)
@@ -163,6 +172,25 @@ func TestSnapshot(t *testing.T) {
 		if m.Status != "online" || m.ContactedAt.IsZero() {
 			t.Errorf("manager %+v", m)
 		}
+	}
+
+	// Created: the jobs waiting for their pipeline's earlier stages.
+	var want []int64
+	for _, j := range w.gl.Jobs() {
+		if j.Status == glemu.StatusCreated {
+			want = append(want, j.ID)
+		}
+	}
+	var got []int64
+	for _, j := range snap.Created {
+		got = append(got, j.ID)
+		if j.PipelineID != staged.ID || j.CreatedAt.IsZero() || len(j.Tags) == 0 {
+			t.Errorf("created job %+v, want one of pipeline %d's build jobs", j, staged.ID)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("created %v, want %v (the 2 build jobs)", got, want)
 	}
 
 	// The drain check: one manager's running jobs.
@@ -298,5 +326,96 @@ func TestSnapshotWithoutRunnerManager(t *testing.T) {
 		if len(snap.Pending) != 3 {
 			t.Errorf("runner_manager omitted %v: %d pending, want 3", omit, len(snap.Pending))
 		}
+	}
+}
+
+// The created jobs are read again only when the last read is a minute old or
+// a pipeline it has not seen has jobs pending.
+func TestSnapshotCreatedJobs(t *testing.T) {
+	w := newWorld(t)
+	reads := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if slices.Contains(r.URL.Query()["scope[]"], "created") {
+			reads++
+		}
+		w.gl.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := demand.NewSource(c, demand.Config{Projects: []string{fmt.Sprint(w.web)}}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twoStages := func() glemu.PipelineRef {
+		ref, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
+			{Name: "test", Jobs: []glemu.JobSpec{{Duration: 30 * time.Second, Tags: []string{"docker"}}}},
+			{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker", "large"}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	look := func(wantReads int, want ...int64) {
+		t.Helper()
+		snap, err := src.Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, j := range snap.Created {
+			got = append(got, j.ID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) || reads != wantReads {
+			t.Fatalf("at %s: created %v after %d reads, want %v after %d", w.clk.Since(start), got, reads, want, wantReads)
+		}
+	}
+	a := twoStages()
+	look(1, a.JobIDs[1][0])
+	w.clk.Advance(10 * time.Second)
+	look(1, a.JobIDs[1][0]) // nothing new: the last read stands
+	b := twoStages()
+	look(2, a.JobIDs[1][0], b.JobIDs[1][0]) // b's test is pending: read again
+	w.clk.Advance(time.Minute)
+	look(3, a.JobIDs[1][0], b.JobIDs[1][0]) // a minute old: read again
+
+	// a's test runs and ends: its build is pending, and no longer listed as created.
+	if err := w.gl.RegisterManager(w.docker.Token, "s_one", glemu.ManagerOptions{Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Advance(40 * time.Second)
+	look(3, b.JobIDs[1][0])
+}
+
+// MaxPending caps the pending queue only: every manager and every running job
+// is read, or a drain could take a busy runner for an idle one.
+func TestSnapshotReadsEveryManagerAndRunningJob(t *testing.T) {
+	w := newWorld(t)
+	w.pipeline(t, w.web, 150, time.Hour, "docker")
+	for i := range 150 {
+		if err := w.gl.RegisterManager(w.docker.Token, fmt.Sprintf("s_%03d", i), glemu.ManagerOptions{Capacity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.clk.Advance(3 * time.Second)
+	src, err := demand.NewSource(w.client(t, token), demand.Config{Projects: []string{fmt.Sprint(w.web)},
+		RunnerIDs: []int64{w.docker.ID}, MaxPending: 100}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := 0
+	for _, js := range snap.RunningBySystemID {
+		running += len(js)
+	}
+	if len(snap.Managers) != 150 || running != 150 {
+		t.Fatalf("%d managers and %d running jobs read, want 150 and 150", len(snap.Managers), running)
 	}
 }

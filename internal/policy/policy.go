@@ -66,11 +66,13 @@ func (d *Droplet) idleSince() time.Time {
 	return d.ReadyAt
 }
 
-// Job is a pending CI job.
+// Job is a CI job: pending, or (in Pool.Upcoming) created.
 type Job struct {
-	ID       int64
-	Tags     []string
-	QueuedAt time.Time
+	ID         int64
+	PipelineID int64
+	Tags       []string
+	CreatedAt  time.Time
+	QueuedAt   time.Time // when it became pending (pending jobs only)
 }
 
 // Pool is one pool's demand and fleet at the snapshot's time.
@@ -84,7 +86,11 @@ type Pool struct {
 	// Waiting are jobs a runner manager of this pool has already taken (GitLab
 	// shows them running) but that have no slot yet. Only policies whose
 	// Acceptance is AcceptThenProvision produce them.
-	Waiting  []Job
+	Waiting []Job
+	// Upcoming are created jobs this pool's runners could take: they wait for
+	// their pipeline's earlier stages. Like Pending, a job may be listed in
+	// several pools.
+	Upcoming []Job
 	Droplets []Droplet
 }
 

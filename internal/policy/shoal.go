@@ -38,10 +38,11 @@ var shoalEntry = Entry{
 		{"profile_weight", "weight of the latest day in the time-of-day profile (0: no profile)", 0},
 		{"linger", "per-second billing: seconds an idle Droplet stays (0: the observed boot time)", 0},
 		{"profile_min", "jobs the profile expects in one minute that make a spike worth pre-warming for (default 6: more than an ordinary pipeline brings, so everyday noise pre-warms nothing)", 0},
+		{"upcoming_window", "seconds: a created job (a stage to come) younger than this counts as demand for its pool, beyond what its running jobs give back (0: none)", 0},
 		{"hour_margin", "hourly billing: release an idle Droplet this many seconds before its paid hour ends", 1},
 	}, settingParams...),
 	Grid: func() []Params {
-		return grid([]string{"warm"}, [][]float64{{0, 0.5, 1}})
+		return grid([]string{"warm"}, [][]float64{{0, 0.25, 0.5, 1}})
 	},
 	new: func(p Params) Policy { return &Shoal{params: p} },
 }
@@ -138,7 +139,8 @@ func minuteOfDay(t time.Time) int {
 // Decide implements Policy.
 func (p *Shoal) Decide(s Snapshot, prev State) ([]Decision, State) {
 	next := State{shoal: make(map[string]*shoalPool, len(s.Pools))}
-	owner := assignPending(s.Pools)
+	owner := assignJobs(s.Pools, func(p *Pool) []Job { return p.Pending })
+	upOwner := assignJobs(s.Pools, func(p *Pool) []Job { return p.Upcoming })
 	var out []Decision
 	for i := range s.Pools {
 		pool := &s.Pools[i]
@@ -148,30 +150,26 @@ func (p *Shoal) Decide(s Snapshot, prev State) ([]Decision, State) {
 			*st = *old // copy: the caller's State stays untouched
 		}
 		next.shoal[name] = st
-		pending := pool.Pending
-		if owner != nil {
-			pending = ownedJobs(pending, owner, i)
-		}
-		out = p.decidePool(s.Now, s.Billing, pool, pending, st, out)
+		out = p.decidePool(s.Now, s.Billing, pool, ownedJobs(pool.Pending, owner, i), ownedJobs(pool.Upcoming, upOwner, i), st, out)
 	}
 	return out, next
 }
 
-// assignPending decides, for jobs listed in several pools, which pool counts
+// assignJobs decides, for jobs listed in several pools, which pool counts
 // them: the one with the fewest tags (the most specific runner), then the
 // first listed. It returns nil when no job is listed twice.
-func assignPending(pools []Pool) map[int64]int {
+func assignJobs(pools []Pool, list func(*Pool) []Job) map[int64]int {
 	if len(pools) < 2 {
 		return nil
 	}
 	total := 0
 	for i := range pools {
-		total += len(pools[i].Pending)
+		total += len(list(&pools[i]))
 	}
 	owner := make(map[int64]int, total)
 	dup := false
 	for i := range pools {
-		for _, j := range pools[i].Pending {
+		for _, j := range list(&pools[i]) {
 			cur, seen := owner[j.ID]
 			if !seen {
 				owner[j.ID] = i
@@ -189,7 +187,11 @@ func assignPending(pools []Pool) map[int64]int {
 	return owner
 }
 
+// ownedJobs are the jobs pool counts; all of them when owner is nil.
 func ownedJobs(jobs []Job, owner map[int64]int, pool int) []Job {
+	if owner == nil {
+		return jobs
+	}
 	out := make([]Job, 0, len(jobs))
 	for _, j := range jobs {
 		if owner[j.ID] == pool {
@@ -199,7 +201,28 @@ func ownedJobs(jobs []Job, owner map[int64]int, pool int) []Job {
 	return out
 }
 
-func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Pool, pending []Job, st *shoalPool, out []Decision) []Decision {
+// upcomingSlots is how many slots the next stages of pipelines in progress
+// will want that the pool's running jobs will not give back when they end:
+// the created jobs less the running ones. A `docker;large` build after
+// `docker` tests gets its Droplet booted while the tests run (the large pool
+// runs nothing); a next stage no wider than the jobs running now gets nothing.
+// Only jobs created within upcoming_window count: a pipeline held at a manual
+// job keeps its later jobs created for good.
+func (p *Shoal) upcomingSlots(now time.Time, upcoming []Job, running int) int {
+	window := p.params.durOr("upcoming_window", 15*time.Minute)
+	if window <= 0 {
+		return 0
+	}
+	n := 0
+	for _, j := range upcoming {
+		if now.Sub(j.CreatedAt) <= window {
+			n++
+		}
+	}
+	return max(n-running, 0)
+}
+
+func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Pool, pending, created []Job, st *shoalPool, out []Decision) []Decision {
 	set := p.params.overrideSettings(pool.Settings)
 	name := set.Pool
 	slots := set.CapacityPerInstance
@@ -212,7 +235,8 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 	// scale_factor ask for (the user's floor, as in taskscaler).
 	spare := max(warm, set.IdleCount, scaleFactorSlots(set, f.running))
 	waiting := len(pool.Waiting)
-	want := len(pending) + waiting + spare
+	upcoming := p.upcomingSlots(now, created, f.running)
+	want := len(pending) + waiting + upcoming + spare
 	have := f.free + f.booting*slots
 
 	out = deleteDrained(name, pool.Droplets, out)
@@ -220,8 +244,8 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 	// Scale out.
 	if want > have || f.live() < set.MinInstances {
 		n := ceilDiv(want-have, slots)
-		why := fmt.Sprintf("%d pending + %d spare slots (%s) > %d free and %d booting slots at %d per Droplet",
-			len(pending)+waiting, spare, warmWhy, f.free, f.booting*slots, slots)
+		why := fmt.Sprintf("%d pending + %d for the next stages of running pipelines + %d spare slots (%s) > %d free and %d booting slots at %d per Droplet",
+			len(pending)+waiting, upcoming, spare, warmWhy, f.free, f.booting*slots, slots)
 		if need := set.MinInstances - f.live(); need > n {
 			n = need
 			why = fmt.Sprintf("min_instances is %d and %d are ready or booting", set.MinInstances, f.live())
@@ -426,7 +450,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 //     below profile_min and costs nothing.
 func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 	horizon := st.boot + time.Minute
-	fromRate := p.params.floatOr("warm", 0.5) * st.rate * horizon.Seconds()
+	fromRate := p.params.floatOr("warm", 0.25) * st.rate * horizon.Seconds()
 	peak, at := 0.0, time.Time{}
 	if p.params.floatOr("profile_weight", 0.5) > 0 {
 		last := now.Add(st.boot + 30*time.Second)

@@ -97,6 +97,63 @@ func TestShoalDecide(t *testing.T) {
 	})
 }
 
+func TestShoalBootsForTheNextStage(t *testing.T) {
+	docker := settings(nil)
+	large := settings(func(s *config.Settings) { s.Pool = "large"; s.Tags = []string{"docker", "large"} })
+	created := func(n int, at time.Time, tags ...string) []policy.Job {
+		out := make([]policy.Job, n)
+		for i := range out {
+			out[i] = policy.Job{ID: int64(100 + i), PipelineID: 7, Tags: tags, CreatedAt: at}
+		}
+		return out
+	}
+	// Three docker tests run; what comes next varies.
+	busy := []policy.Droplet{busyDroplet(1, 1), busyDroplet(2, 1), busyDroplet(3, 1)}
+	for _, tc := range []struct {
+		name   string
+		params policy.Params
+		pools  []policy.Pool
+		want   string
+	}{
+		{"a large build after docker tests boots its Droplet while they run", noWarm, []policy.Pool{
+			{Settings: docker, Droplets: busy},
+			{Settings: large, Upcoming: created(1, t0, "docker", "large")},
+		}, "create large 1"},
+		{"a next stage no wider than the running jobs needs nothing: their runners free up", noWarm, []policy.Pool{
+			{Settings: docker, Droplets: busy, Upcoming: created(2, t0, "docker")},
+		}, ""},
+		{"a wider next stage: the difference", noWarm, []policy.Pool{
+			{Settings: docker, Droplets: busy[:1], Upcoming: created(3, t0, "docker")},
+		}, "create docker 2"},
+		{"an idle Droplet past its linger is kept for it, not drained", noWarm, []policy.Pool{
+			{Settings: docker, Droplets: []policy.Droplet{busyDroplet(1, 1), idleDroplet(2, 100*time.Second)}, Upcoming: created(2, t0, "docker")},
+		}, ""},
+		{"without it that Droplet is drained", noWarm, []policy.Pool{
+			{Settings: docker, Droplets: []policy.Droplet{busyDroplet(1, 1), idleDroplet(2, 100*time.Second)}},
+		}, "drain 2"},
+		{"a created docker job listed in both pools counts in the docker one", noWarm, []policy.Pool{
+			{Settings: large, Upcoming: created(1, t0, "docker")},
+			{Settings: docker, Upcoming: created(1, t0, "docker")},
+		}, "create docker 1"},
+		{"jobs created long ago (a pipeline held at a manual job) count for nothing", noWarm, []policy.Pool{
+			{Settings: large, Upcoming: created(1, t0.Add(-16*time.Minute), "docker", "large")},
+		}, ""},
+		{"upcoming_window 0 turns it off", policy.Params{"warm": 0, "upcoming_window": 0}, []policy.Pool{
+			{Settings: large, Upcoming: created(1, t0, "docker", "large")},
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ds, _ := mustPolicy(t, "shoal", tc.params).Decide(snap(config.BillingPerSecond, tc.pools...), policy.State{})
+			if got := summary(ds); got != tc.want {
+				t.Fatalf("%q, want %q\n%v", got, tc.want, ds)
+			}
+			if strings.HasPrefix(tc.want, "create") && !strings.Contains(ds[0].Reason, "for the next stages of running pipelines") {
+				t.Errorf("reason should say why: %s", ds[0].Reason)
+			}
+		})
+	}
+}
+
 func TestShoalPeriodOverride(t *testing.T) {
 	cfg, err := config.Parse("p.toml", []byte(`
 [[pool]]
@@ -129,10 +186,10 @@ capacity_per_instance = 2
 }
 
 func TestShoalWarmFromArrivalRate(t *testing.T) {
-	pol := policy.NewShoal()
+	pol := mustPolicy(t, "shoal", policy.Params{"warm": 0.5})
 	set := settings(nil)
 	// 20 jobs arrive: 20/600 s⁻¹ decayed rate, 5 expected in the next boot
-	// plus a minute (150 s), half of that kept warm: round(2.5) = 3.
+	// plus a minute (150 s), half of that (warm 0.5) kept warm: round(2.5) = 3.
 	ds, st := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: set, Pending: jobs(20, t0.Add(-time.Second))}), policy.State{})
 	if got := summary(ds); got != "create docker 23" {
 		t.Fatalf("burst: %q, want create docker 23\n%v", got, ds)

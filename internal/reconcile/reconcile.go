@@ -237,7 +237,12 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		pp := policy.Pool{Settings: settings[i]}
 		for _, j := range snap.Pending {
 			if tags.Covers(pool.Tags, j.Tags) {
-				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, Tags: j.Tags, QueuedAt: j.QueuedAt})
+				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt, QueuedAt: j.QueuedAt})
+			}
+		}
+		for _, j := range snap.Created {
+			if tags.Covers(pool.Tags, j.Tags) {
+				pp.Upcoming = append(pp.Upcoming, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt})
 			}
 		}
 		for _, d := range byPool[pool.Name] {

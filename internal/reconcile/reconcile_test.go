@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,43 @@ func TestHonoursDigitalOceansRateHeaders(t *testing.T) {
 	}
 	if made := len(fleet(t, w)); made == 0 || made > 60 || deferred == 0 {
 		t.Fatalf("%d droplets made, %d actions deferred: want at most 6 create requests (one listing kept back) and the rest deferred", made, deferred)
+	}
+}
+
+// shoal boots a Droplet in the large pool while a pipeline's docker tests run,
+// for the docker;large build that follows: GitLab lists it as created.
+func TestBootsForTheNextStage(t *testing.T) {
+	large := config.DefaultPool("large")
+	large.Tags = []string{"docker", "large"}
+	large.MaxInstances = 10
+	w := world(t, mustPolicy(t, "shoal", policy.Params{"warm": 0}), sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 10), large}})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, []glemu.StageSpec{
+		{Name: "test", Jobs: []glemu.JobSpec{{Duration: 10 * time.Minute, Tags: []string{"docker"}}, {Duration: 10 * time.Minute, Tags: []string{"docker"}}}},
+		{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker", "large"}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	steps(t, w, 1)
+	pools := map[string]int{}
+	for _, d := range fleet(t, w) {
+		for _, tag := range d.Tags {
+			if p, ok := strings.CutPrefix(tag, reconcile.PoolTagPrefix); ok {
+				pools[p]++
+			}
+		}
+	}
+	if pools["docker"] != 2 || pools["large"] != 1 {
+		t.Fatalf("first step made %v, want 2 docker Droplets for the tests and 1 large for the build", pools)
+	}
+	// The build starts on it without a cold start, and the fleet empties.
+	steps(t, w, 60*60/15)
+	assertAllJobsSucceeded(t, w)
+	for _, j := range w.GL.Jobs() {
+		if j.Stage == 1 && j.Wait() > 5*time.Second {
+			t.Errorf("the build waited %s, want a runner ready for it", j.Wait())
+		}
+	}
+	if left := fleet(t, w); len(left) != 0 {
+		t.Fatalf("%d Droplets left an hour later", len(left))
 	}
 }
