@@ -60,9 +60,10 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 			}
 			return made, nil
 		}
-		if !errors.Is(err, ErrServer) && !isTransport(err) || attempt >= d.cfg.MaxRetries {
+		if !errors.Is(err, ErrServer) && !isTransport(err) {
 			return made, fmt.Errorf("create droplets %v: %w", pending, err)
 		}
+		// Made or not? Look, on the last attempt too: what exists is made.
 		found, lerr := d.findByName(ctx, spec.Tags, pending)
 		if lerr != nil {
 			return made, fmt.Errorf("create droplets %v: %w; and checking whether they were made failed: %v", pending, err, lerr)
@@ -73,6 +74,9 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 		}
 		if len(pending) == 0 {
 			return made, nil
+		}
+		if attempt >= d.cfg.MaxRetries {
+			return made, fmt.Errorf("create droplets %v: %w", pending, err)
 		}
 		if serr := d.clock.Sleep(ctx, backoff(attempt)); serr != nil {
 			return made, fmt.Errorf("create droplets %v: %w", pending, err)

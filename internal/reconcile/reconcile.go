@@ -428,6 +428,13 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 	r.fleet = append(r.fleet, made...)
 	if err != nil {
 		rep.Problems = append(rep.Problems, err)
+		var apiErr *cloud.APIError
+		if errors.Is(err, cloud.ErrServer) || !errors.As(err, &apiErr) {
+			// The Droplets may exist though no answer said so (a 5xx, a lost
+			// response, a timeout): list the fleet before the next decision
+			// rather than trust the cache and create them again.
+			r.listedAt = time.Time{}
+		}
 		if errors.Is(err, cloud.ErrRateLimited) {
 			r.budget.record(r.clock.Now(), r.budget.perMinute) // back off for the rest of the minute
 		}

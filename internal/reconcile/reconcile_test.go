@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,13 @@ func world(t *testing.T, pol policy.Policy, o sim.WorldOptions) *sim.World {
 	if o.Pools == nil {
 		o.Pools = []config.Pool{dockerPool(1, 50)}
 	}
-	o.WrapDO = func(h http.Handler) http.Handler { return doemutest.NewValidator(t, h) }
+	inner := o.WrapDO
+	o.WrapDO = func(h http.Handler) http.Handler {
+		if inner != nil {
+			h = inner(h)
+		}
+		return doemutest.NewValidator(t, h)
+	}
 	w, err := sim.NewWorld(o)
 	if err != nil {
 		t.Fatal(err)
@@ -299,5 +306,36 @@ func TestBootsForTheNextStage(t *testing.T) {
 	}
 	if left := fleet(t, w); len(left) != 0 {
 		t.Fatalf("%d Droplets left an hour later", len(left))
+	}
+}
+
+// DigitalOcean answers every create with a 500, and on the cloud layer's last
+// attempt makes the Droplets all the same: the next Step must find them, not
+// create them again.
+func TestLostCreateOnTheLastAttemptMakesNoDuplicates(t *testing.T) {
+	posts := 0
+	w := world(t, mustPolicy(t, "shoal", policy.Params{"warm": 0}), sim.WorldOptions{WrapDO: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/v2/droplets" {
+				// The cloud layer tries a create 6 times (5 retries by default).
+				if posts++; posts <= 6 {
+					if posts == 6 {
+						h.ServeHTTP(httptest.NewRecorder(), r) // made; the answer is lost
+					}
+					rw.Header().Set("Content-Type", "application/json")
+					rw.WriteHeader(http.StatusInternalServerError)
+					_, _ = rw.Write([]byte(`{"id":"server_error","message":"Server was unable to give you a response."}`))
+					return
+				}
+			}
+			h.ServeHTTP(rw, r)
+		})
+	}})
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(3, 10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	steps(t, w, 2)
+	if n := len(fleet(t, w)); n != 3 {
+		t.Fatalf("%d Droplets for 3 pending jobs: the create whose answer was lost was repeated", n)
 	}
 }
