@@ -110,6 +110,7 @@ type Reconciler struct {
 
 	fleet    []cloud.Droplet // as last listed, with this Reconciler's changes since
 	listedAt time.Time       // zero until the first listing
+	foreign  map[int]bool    // Droplets tagged shoal that shoal did not make, said once
 }
 
 // New returns a Reconciler.
@@ -177,7 +178,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
-		r.fleet, r.listedAt = listed, now
+		r.fleet, r.listedAt = r.owned(listed), now
 	}
 	droplets := slices.Clone(r.fleet)
 	settings := make([]config.Settings, len(r.cfg.Pools))
@@ -292,6 +293,27 @@ func (r *Reconciler) reportedLeft(now time.Time) int {
 		return math.MaxInt
 	}
 	return rt.Remaining - max(0, rt.Limit-r.cfg.RequestsPerHour)
+}
+
+// owned keeps the Droplets shoal made: tagged shoal-pool-<pool> and named
+// shoal-<pool>-…. Anything else that carries the shoal tag (a user's own
+// server, say) is left alone: it is logged once and never drained or deleted.
+func (r *Reconciler) owned(ds []cloud.Droplet) []cloud.Droplet {
+	return slices.DeleteFunc(ds, func(d cloud.Droplet) bool {
+		pool := poolOf(d)
+		if pool != "" && strings.HasPrefix(d.Name, "shoal-"+pool+"-") {
+			return false
+		}
+		if !r.foreign[d.ID] {
+			if r.foreign == nil {
+				r.foreign = map[int]bool{}
+			}
+			r.foreign[d.ID] = true
+			r.log.Warn("leaving alone a Droplet tagged shoal that shoal did not make (it needs a shoal-pool-<pool> tag and a shoal-<pool>- name to be managed); remove the shoal tag to silence this",
+				"droplet", d.Name, "id", d.ID, "tags", d.Tags)
+		}
+		return true
+	})
 }
 
 func poolOf(d cloud.Droplet) string {

@@ -339,3 +339,28 @@ func TestLostCreateOnTheLastAttemptMakesNoDuplicates(t *testing.T) {
 		t.Fatalf("%d Droplets for 3 pending jobs: the create whose answer was lost was repeated", n)
 	}
 }
+
+// Droplets a user tagged shoal are not shoal's: never drained, never deleted.
+func TestLeavesForeignDropletsAlone(t *testing.T) {
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{})
+	for _, d := range []struct {
+		name string
+		tags []string
+	}{
+		{"gitlab-server", []string{reconcile.FleetTag}},
+		{"db-1", []string{reconcile.FleetTag, reconcile.PoolTagPrefix + "docker"}},
+	} {
+		spec := cloud.DropletSpec{Region: "nyc3", Size: "s-2vcpu-4gb", Image: "ubuntu-24-04-x64", Tags: d.tags}
+		if _, err := w.Cloud.CreateDroplets(context.Background(), spec, []string{d.name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rep := range steps(t, w, 2*60*60/15) { // two hours: long past any reaping
+		if len(rep.Deleted)+len(rep.Drained) > 0 {
+			t.Fatalf("at %s: deleted %v, drained %v", rep.At.Sub(sim.Epoch), rep.Deleted, rep.Drained)
+		}
+	}
+	if n := len(fleet(t, w)); n != 2 {
+		t.Fatalf("%d of the 2 foreign Droplets left", n)
+	}
+}
