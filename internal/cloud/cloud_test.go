@@ -297,3 +297,19 @@ func TestTokenAndURLFromEnv(t *testing.T) {
 		t.Fatalf("API URL %q", u)
 	}
 }
+
+// Under WithBudget every try asks first: retries stop when the budget does.
+func TestBudgetStopsRetries(t *testing.T) {
+	f := newFixture(t, doemu.Options{Faults: doemu.Faults{ErrorRate: 1}})
+	allowed := 3
+	err := f.run(t, func(ctx context.Context) error {
+		_, err := f.cloud.Account(cloud.WithBudget(ctx, func() bool { allowed--; return allowed >= 0 }))
+		return err
+	})
+	if !errors.Is(err, cloud.ErrBudget) || !errors.Is(err, cloud.ErrServer) {
+		t.Fatalf("err = %v, want ErrBudget wrapping the last 5xx", err)
+	}
+	if n := f.emu.Stats().Requests; n != 3 {
+		t.Fatalf("%d requests sent, budget 3", n)
+	}
+}

@@ -21,6 +21,8 @@ var (
 	ErrInvalid            = errors.New("request rejected as invalid")
 	ErrServer             = errors.New("DigitalOcean server error")
 	ErrActionErrored      = errors.New("action ended errored")
+	// ErrBudget: the caller's rate budget (WithBudget) allowed no more requests.
+	ErrBudget = errors.New("rate budget spent: the rest waits for the next reconcile")
 )
 
 // APIError is an error answer from DigitalOcean's API.

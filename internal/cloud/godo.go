@@ -109,8 +109,26 @@ func (d *DO) Rate() Rate {
 // call runs one API request with retries. Requests that change nothing, or that
 // DigitalOcean did not process (429), are retried; a failed POST otherwise is not,
 // because it may have taken effect.
+type budgetKey struct{}
+
+// WithBudget returns a context under which every request the cloud layer
+// sends, retries and the lookups after a failed create included, first asks
+// allow. When it says no, the call fails with ErrBudget (wrapping the last
+// error, if a try had failed): a caller's rate budget holds through retries.
+func WithBudget(ctx context.Context, allow func() bool) context.Context {
+	return context.WithValue(ctx, budgetKey{}, allow)
+}
+
 func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Response, error)) error {
+	allow, _ := ctx.Value(budgetKey{}).(func() bool)
+	var last error
 	for attempt := 0; ; attempt++ {
+		if allow != nil && !allow() {
+			if last != nil {
+				return fmt.Errorf("%w: %w", ErrBudget, last)
+			}
+			return ErrBudget
+		}
 		d.requests.Add(1)
 		resp, err := fn()
 		d.noteRate(resp)
@@ -118,6 +136,7 @@ func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Respons
 			return nil
 		}
 		err = apiError(resp, err)
+		last = err
 		var retry bool
 		var wait time.Duration
 		switch {

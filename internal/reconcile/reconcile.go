@@ -173,8 +173,13 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		r.budget.record(now, rep.Requests)
 	}()
 
+	// What the budget has left for this Step: shoal's share, less what the
+	// Step has spent, and no more than DigitalOcean's headers say is left.
+	left := func() int {
+		return min(r.budget.available(now)-int(r.cloud.Requests()-startReqs), r.reportedLeft(now))
+	}
 	if r.listedAt.IsZero() || now.Sub(r.listedAt) >= r.cfg.ListEvery {
-		listed, err := r.cloud.ListDroplets(ctx, FleetTag)
+		listed, err := r.cloud.ListDroplets(cloud.WithBudget(ctx, func() bool { return left() >= 1 }), FleetTag)
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
@@ -203,10 +208,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	// has spent, less the listings the coming minute will need.
 	listings := int((time.Minute + r.cfg.ListEvery - 1) / r.cfg.ListEvery)
 	reserve := listings * (len(droplets)/200 + 1)
-	avail := func() int {
-		left := r.budget.available(now) - int(r.cloud.Requests()-startReqs)
-		return min(left, r.reportedLeft(now)) - reserve
-	}
+	avail := func() int { return left() - reserve }
+	// Creates and deletes, with their retries and lookups, stay in the budget.
+	spend := cloud.WithBudget(ctx, func() bool { return avail() >= 1 })
 
 	byID := map[int]cloud.Droplet{}
 	byPool := map[string][]cloud.Droplet{}
@@ -226,12 +230,12 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			if why == "" {
 				why = fmt.Sprintf("pool %q is no longer configured", pool)
 			}
-			r.retire(ctx, &rep, d, status[d.ID], why, avail)
+			r.retire(spend, &rep, d, status[d.ID], why, avail)
 			continue
 		}
 		byPool[pool] = append(byPool[pool], d)
 	}
-	r.enforceDrainLimit(ctx, &rep, droplets, status, avail)
+	r.enforceDrainLimit(spend, &rep, droplets, status, avail)
 
 	ps := policy.Snapshot{Now: now, Billing: r.cfg.Billing}
 	for i, pool := range r.cfg.Pools {
@@ -271,13 +275,13 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			if !ok {
 				continue
 			}
-			r.retire(ctx, &rep, d, status[d.ID], dec.Reason, avail)
+			r.retire(spend, &rep, d, status[d.ID], dec.Reason, avail)
 		case policy.Drain:
 			if d, ok := byID[dec.DropletID]; ok {
 				r.drain(ctx, &rep, d, dec.Reason)
 			}
 		case policy.Create:
-			r.create(ctx, &rep, dec, droplets, avail)
+			r.create(spend, &rep, dec, droplets, avail)
 		}
 	}
 	return rep, nil
@@ -400,7 +404,11 @@ func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, w
 		return
 	}
 	if err := r.cloud.DeleteDroplet(ctx, d.ID); err != nil {
-		rep.Problems = append(rep.Problems, err)
+		if errors.Is(err, cloud.ErrBudget) {
+			rep.Deferred = append(rep.Deferred, "delete "+d.Name)
+		} else {
+			rep.Problems = append(rep.Problems, err)
+		}
 		return
 	}
 	delete(r.drainAt, d.ID)
@@ -449,7 +457,11 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 	rep.Created = append(rep.Created, made...)
 	r.fleet = append(r.fleet, made...)
 	if err != nil {
-		rep.Problems = append(rep.Problems, err)
+		if errors.Is(err, cloud.ErrBudget) {
+			rep.Deferred = append(rep.Deferred, fmt.Sprintf("create %d in pool %s", count-len(made), dec.Pool))
+		} else {
+			rep.Problems = append(rep.Problems, err)
+		}
 		var apiErr *cloud.APIError
 		if errors.Is(err, cloud.ErrServer) || !errors.As(err, &apiErr) {
 			// The Droplets may exist though no answer said so (a 5xx, a lost

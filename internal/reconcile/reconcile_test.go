@@ -364,3 +364,38 @@ func TestLeavesForeignDropletsAlone(t *testing.T) {
 		t.Fatalf("%d of the 2 foreign Droplets left", n)
 	}
 }
+
+// Retries after 5xx answers and the lookups after a failed create count
+// against the budget too: no minute goes over it.
+func TestBudgetHoldsThroughRetries(t *testing.T) {
+	const perMinute = 10
+	for seed := uint64(1); seed <= 5; seed++ {
+		w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Seed: seed, Pools: []config.Pool{dockerPool(1, 100)},
+			RequestsPerMinute: perMinute, RequestsPerHour: 1000, Faults: doemu.Faults{ErrorRate: 0.4}})
+		if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(100, 30*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		type step struct {
+			at       time.Time
+			requests int
+		}
+		var all []step
+		for range 16 {
+			before, at := w.DO.Stats().Requests, w.Clock.Now()
+			if _, err := w.Reconciler.Step(context.Background()); err != nil {
+				t.Logf("seed %d: step at %s: %v", seed, at.Sub(sim.Epoch), err) // a listing may fail under 40 % errors
+			}
+			all = append(all, step{at, w.DO.Stats().Requests - before})
+			w.Clock.Advance(interval)
+		}
+		for i := range all {
+			sum := 0
+			for j := i; j < len(all) && all[j].at.Sub(all[i].at) < time.Minute; j++ {
+				sum += all[j].requests
+			}
+			if sum > perMinute {
+				t.Fatalf("seed %d: %d requests in the minute from %s, budget %d", seed, sum, all[i].at.Sub(sim.Epoch), perMinute)
+			}
+		}
+	}
+}
