@@ -71,12 +71,11 @@ func (p *Shoal) Acceptance(s config.Settings) Acceptance {
 
 // shoalPool is what shoal remembers about one pool.
 type shoalPool struct {
-	at        time.Time   // when the state was last updated
-	watermark time.Time   // latest QueuedAt counted as an arrival
-	rate      float64     // arrivals per second, exponentially decayed
-	pending   int         // pending jobs at the last look
-	jobs      map[int]int // running + done per Droplet at the last look (never modified: replaced)
-	boot      time.Duration
+	at         time.Time      // when the state was last updated
+	pendingIDs map[int64]bool // the pending jobs at the last look (never modified: replaced)
+	rate       float64        // arrivals per second, exponentially decayed
+	jobs       map[int]int    // running + done per Droplet at the last look (never modified: replaced)
+	boot       time.Duration
 	// day is the time-of-day profile. It is shared with the State it was
 	// copied from until learn changes it (it changes at most once a minute
 	// and on arrivals; the state is copied on every Decide). folded marks the
@@ -390,8 +389,9 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	}
 	st.folded = minute
 
-	// Arrivals since the last look: pending jobs queued after the newest one
-	// counted, plus jobs that started without ever being seen pending (a
+	// Arrivals since the last look: pending jobs that were not pending then
+	// (by ID: a queue time derived from GitLab's queued_duration moves with
+	// each request's latency), plus jobs that started without ever being seen pending (a
 	// runner can take a job between two looks). Those are the jobs started on
 	// the pool's Droplets since the last look, less the pending jobs that have
 	// left the queue since.
@@ -401,9 +401,10 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		}
 	}
 	arrived, stillPending := 0, 0
-	wm := st.watermark
+	ids := make(map[int64]bool, len(pending))
 	for _, j := range pending {
-		if !j.QueuedAt.After(st.watermark) {
+		ids[j.ID] = true
+		if st.pendingIDs[j.ID] {
 			stillPending++
 			continue
 		}
@@ -413,9 +414,6 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 			b = minuteOfDay(now) // its own minute is already folded
 		}
 		day().counts[b]++
-		if j.QueuedAt.After(wm) {
-			wm = j.QueuedAt
-		}
 	}
 	started := 0
 	jobs := make(map[int]int, len(ds))
@@ -428,13 +426,12 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 			started += n // a Droplet new since the last look
 		}
 	}
-	if unseen := started - max(st.pending-stillPending, 0); unseen > 0 {
+	if unseen := started - max(len(st.pendingIDs)-stillPending, 0); unseen > 0 {
 		arrived += unseen
 		day().counts[minuteOfDay(now)] += float64(unseen)
 	}
 	st.jobs = jobs
-	st.pending = len(pending)
-	st.watermark = wm
+	st.pendingIDs = ids
 	st.at = now
 	st.rate += float64(arrived) / tau
 }

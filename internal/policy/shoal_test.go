@@ -374,3 +374,21 @@ func TestShoalCountsJobsNeverSeenPending(t *testing.T) {
 		t.Errorf("arrivals/min = %v, want 1 (10 jobs started between looks)", ps.ArrivalsPerMinute)
 	}
 }
+
+// Against a real GitLab a pending job's queue time (now less queued_duration)
+// moves a little with each request's latency: it is still one arrival.
+func TestShoalCountsAJobOnceWhateverItsQueueTime(t *testing.T) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	st := policy.State{}
+	for i, jitter := range []time.Duration{0, -300 * time.Millisecond, 200 * time.Millisecond, -100 * time.Millisecond} {
+		s := snap(config.BillingPerSecond, policy.Pool{Settings: set, Pending: jobs(5, t0.Add(jitter))})
+		s.Now = t0.Add(time.Duration(i) * 10 * time.Second)
+		_, st = pol.Decide(s, st)
+	}
+	ps, _ := st.ShoalPool("docker")
+	// 5 arrivals, decayed over 30 s with the 600 s time constant: 5/600·e^(-30/600) per second.
+	if want := 5.0 / 600 * math.Exp(-30.0/600) * 60; math.Abs(ps.ArrivalsPerMinute-want) > 1e-9 {
+		t.Fatalf("arrivals/min = %v, want %v: the same 5 jobs were counted again", ps.ArrivalsPerMinute, want)
+	}
+}
