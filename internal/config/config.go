@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/shoalci/shoal/internal/tags"
 )
 
 // BillingModel is how DigitalOcean bills a Droplet's lifetime.
@@ -123,14 +125,20 @@ type Scaling struct {
 	ScaleFactorLimit int
 }
 
+// Takes reports whether the pool's runners may take a job with these tags.
+func (p Pool) Takes(jobTags []string) bool { return tags.Takes(p.Tags, p.RunUntagged, jobTags) }
+
 // Pool is one kind of runner Droplet and how many of them to keep.
 type Pool struct {
 	Name string
 	// Tags are the runner's tags: it takes jobs whose tags are all among them.
-	Tags   []string
-	Region string
-	Size   string
-	Image  string
+	Tags []string
+	// RunUntagged lets the pool's runners take jobs without tags too, as
+	// GitLab Runner's run_untagged; a pool without tags always does.
+	RunUntagged bool
+	Region      string
+	Size        string
+	Image       string
 	// CapacityPerInstance is how many jobs one Droplet runs at a time.
 	CapacityPerInstance int
 	Scaling

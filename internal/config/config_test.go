@@ -20,6 +20,7 @@ billing_model = "hourly"
 [[pool]]
 name = "docker"
 tags = ["docker"]
+run_untagged = true
 region = "fra1"
 size = "s-4vcpu-8gb"
 image = "docker-20-04"
@@ -66,7 +67,7 @@ func TestParseExample(t *testing.T) {
 	p := cfg.Pools[0]
 	want := config.Scaling{MinInstances: 0, MaxInstances: 40, IdleCount: 2, IdleTime: 10 * time.Minute, ScaleFactor: 0.5, ScaleFactorLimit: 8}
 	if p.Name != "docker" || p.Region != "fra1" || p.Size != "s-4vcpu-8gb" || p.Image != "docker-20-04" ||
-		p.CapacityPerInstance != 4 || !reflect.DeepEqual(p.Tags, []string{"docker"}) || p.Scaling != want {
+		p.CapacityPerInstance != 4 || !reflect.DeepEqual(p.Tags, []string{"docker"}) || !p.RunUntagged || p.Scaling != want {
 		t.Errorf("pool docker: %+v", p)
 	}
 	if len(p.Periods) != 2 || p.Periods[0].Timezone.String() != "Europe/Berlin" || p.Periods[1].Timezone != time.UTC {
@@ -206,6 +207,7 @@ idle_time = 300
 scale_factor = -0.5
 IdleCount = 2
 region = "NYC 3"
+run_untagged = "yes"
 `, []string{
 			"2:pool.name:lowercase",
 			"3:pool.tags:array of strings",
@@ -216,6 +218,7 @@ region = "NYC 3"
 			"8:pool.scale_factor:not be negative",
 			"9:pool.IdleCount:unknown key",
 			"10:pool.region:not a DigitalOcean slug",
+			"11:pool.run_untagged:must be true or false",
 		}},
 		{"missing name and duplicate pool", `[[pool]]
 tags = ["a"]

@@ -316,6 +316,19 @@ func (f *fields) str(k string, dst *string) (int, bool) {
 	return v.line, true
 }
 
+func (f *fields) boolean(k string, dst *bool) (int, bool) {
+	v := f.val(k)
+	if v == nil {
+		return 0, false
+	}
+	if v.kind != unstable.Bool {
+		f.ps.add(v.line, f.key(k), "must be true or false, not %s", kindName(v.kind))
+		return v.line, false
+	}
+	*dst = v.data == "true"
+	return v.line, true
+}
+
 func (f *fields) integer(k string, min int, dst *int) (int, bool) {
 	v := f.val(k)
 	if v == nil {
@@ -432,7 +445,7 @@ func (f *fields) tables(k string) []*table {
 
 var (
 	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "pool"}
-	poolKeys   = []string{"name", "tags", "region", "size", "image", "capacity_per_instance",
+	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
 		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit", "policy"}
 	periodKeys = []string{"periods", "timezone", "min_instances", "max_instances", "idle_count", "idle_time",
 		"scale_factor", "scale_factor_limit"}
@@ -492,6 +505,7 @@ func (ps *parser) pool(t *table) Pool {
 			}
 		}
 	}
+	f.boolean("run_untagged", &p.RunUntagged)
 	for _, s := range []struct {
 		key string
 		dst *string

@@ -30,8 +30,9 @@ import (
 
 // Pool is how one pool's runners behave.
 type Pool struct {
-	Name string
-	Tags []string
+	Name        string
+	Tags        []string
+	RunUntagged bool
 	// Capacity is how many jobs one Droplet's runner runs at once.
 	Capacity int
 	// AcceptLimit, when > 0, gives the pool an acceptor that holds up to this
@@ -73,7 +74,7 @@ type runnerState struct {
 func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools []Pool) (*Fleet, error) {
 	f := &Fleet{gl: gl, clock: clk, registerDelay: registerDelay, pools: map[string]*pool{}, runners: map[string]*runnerState{}}
 	for _, p := range pools {
-		r, err := gl.CreateRunner(glemu.RunnerSpec{Description: "shoal-" + p.Name, Tags: p.Tags})
+		r, err := gl.CreateRunner(glemu.RunnerSpec{Description: "shoal-" + p.Name, Tags: p.Tags, RunUntagged: p.RunUntagged})
 		if err != nil {
 			return nil, fmt.Errorf("create runner for pool %s: %w", p.Name, err)
 		}

@@ -80,7 +80,7 @@ type Pool struct {
 	// Settings are the pool's settings in force now (config.Pool.Effective).
 	Settings config.Settings
 	// Pending are jobs waiting in GitLab that this pool's runners could take
-	// (tags.Covers(pool tags, job tags)). A job may be listed in several pools;
+	// (config.Pool.Takes: GitLab's tag rules). A job may be listed in several pools;
 	// shoal's policy counts it once, in the most specific pool.
 	Pending []Job
 	// Waiting are jobs a runner manager of this pool has already taken (GitLab

@@ -21,7 +21,6 @@ import (
 	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/demand"
 	"github.com/shoalci/shoal/internal/policy"
-	"github.com/shoalci/shoal/internal/tags"
 )
 
 // Tags every runner Droplet carries: FleetTag marks shoal's Droplets, and
@@ -241,12 +240,12 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	for i, pool := range r.cfg.Pools {
 		pp := policy.Pool{Settings: settings[i]}
 		for _, j := range snap.Pending {
-			if tags.Covers(pool.Tags, j.Tags) {
+			if pool.Takes(j.Tags) {
 				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt, QueuedAt: j.QueuedAt})
 			}
 		}
 		for _, j := range snap.Created {
-			if tags.Covers(pool.Tags, j.Tags) {
+			if pool.Takes(j.Tags) {
 				pp.Upcoming = append(pp.Upcoming, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt})
 			}
 		}

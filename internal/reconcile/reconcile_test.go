@@ -399,3 +399,26 @@ func TestBudgetHoldsThroughRetries(t *testing.T) {
 		}
 	}
 }
+
+// An untagged job counts only for a pool whose runners take untagged jobs, as
+// in GitLab: no Droplet is made for a job its runner would never take.
+func TestUntaggedJobs(t *testing.T) {
+	for _, runUntagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("run_untagged %v", runUntagged), func(t *testing.T) {
+			pool := dockerPool(1, 10)
+			pool.RunUntagged = runUntagged
+			w := world(t, mustPolicy(t, "shoal", policy.Params{"warm": 0}), sim.WorldOptions{Pools: []config.Pool{pool}})
+			if _, err := w.GL.CreatePipeline(w.ProjectID, []glemu.StageSpec{{Jobs: []glemu.JobSpec{{Duration: time.Minute}}}}); err != nil {
+				t.Fatal(err)
+			}
+			steps(t, w, 30*60/15)
+			done := w.GL.Counts().Success
+			switch {
+			case runUntagged && done != 1:
+				t.Fatalf("the untagged job did not run on a pool with run_untagged")
+			case !runUntagged && (done != 0 || len(w.DO.Charges()) != 0):
+				t.Fatalf("%d Droplets made and %d jobs run for an untagged job no runner of the pool may take", len(w.DO.Charges()), done)
+			}
+		})
+	}
+}

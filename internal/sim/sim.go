@@ -18,7 +18,6 @@ import (
 	"github.com/shoalci/shoal/internal/doemu"
 	"github.com/shoalci/shoal/internal/glemu"
 	"github.com/shoalci/shoal/internal/policy"
-	"github.com/shoalci/shoal/internal/tags"
 	"github.com/shoalci/shoal/internal/trace"
 )
 
@@ -399,7 +398,7 @@ func lowerBound(t *trace.Trace, c *config.Config) float64 {
 func poolFor(pools []config.Pool, jobTags []string) (config.Pool, bool) {
 	best, found := config.Pool{}, false
 	for _, p := range pools {
-		if tags.Covers(p.Tags, jobTags) && (!found || len(p.Tags) < len(best.Tags)) {
+		if p.Takes(jobTags) && (!found || len(p.Tags) < len(best.Tags)) {
 			best, found = p, true
 		}
 	}

@@ -102,7 +102,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 	var runnerPools []emurunner.Pool
 	for _, p := range o.Pools {
 		acc := o.Policy.Acceptance(p.Effective(o.Start))
-		rp := emurunner.Pool{Name: p.Name, Tags: p.Tags, Capacity: acc.SlotsPerDroplet}
+		rp := emurunner.Pool{Name: p.Name, Tags: p.Tags, RunUntagged: p.RunUntagged, Capacity: acc.SlotsPerDroplet}
 		if acc.Mode == policy.AcceptThenProvision {
 			rp.AcceptLimit = acc.Limit
 		}

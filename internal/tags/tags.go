@@ -19,6 +19,17 @@ func Key(tags []string) string {
 	return strings.Join(slices.Compact(s), ";")
 }
 
+// Takes reports whether a runner with runnerTags may take a job with jobTags
+// (GitLab's rule): a tagged job, when the runner covers its tags; an untagged
+// one, when the runner runs untagged jobs, which a runner without tags always
+// does and a tagged one only with run_untagged.
+func Takes(runnerTags []string, runUntagged bool, jobTags []string) bool {
+	if len(jobTags) == 0 {
+		return runUntagged || len(runnerTags) == 0
+	}
+	return Covers(runnerTags, jobTags)
+}
+
 // Covers reports whether a runner with runnerTags may take a job with jobTags:
 // every job tag must be among the runner's (GitLab's rule).
 func Covers(runnerTags, jobTags []string) bool {
