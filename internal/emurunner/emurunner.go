@@ -13,6 +13,7 @@ package emurunner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -110,7 +111,10 @@ func (f *Fleet) onJob(ev glemu.Event) {
 		}
 	case glemu.StatusRunning:
 		for _, p := range f.pools { // the acceptor took a job: a free machine may run it now
-			if ev.Job.SystemID == p.acceptor {
+			f.mu.Lock()
+			acceptor := p.acceptor
+			f.mu.Unlock()
+			if acceptor != "" && ev.Job.SystemID == acceptor {
 				f.handover(p)
 			}
 		}
@@ -119,10 +123,12 @@ func (f *Fleet) onJob(ev glemu.Event) {
 
 // handover gives the acceptor's jobs to the pool's ready, undrained runners.
 func (f *Fleet) handover(p *pool) {
-	if p.acceptor == "" {
+	f.mu.Lock()
+	acceptor := p.acceptor
+	if acceptor == "" {
+		f.mu.Unlock()
 		return
 	}
-	f.mu.Lock()
 	var ready []string
 	for name, rs := range f.runners {
 		if rs.pool == p && rs.registered && !rs.draining && !rs.deleted {
@@ -132,7 +138,7 @@ func (f *Fleet) handover(p *pool) {
 	f.mu.Unlock()
 	slices.Sort(ready) // map order is random; a replay must not be
 	for _, name := range ready {
-		_, _ = f.gl.Handover(p.token, p.acceptor, name)
+		_, _ = f.gl.Handover(p.token, acceptor, name)
 	}
 }
 
@@ -193,12 +199,61 @@ func (f *Fleet) register(name string, rs *runnerState) {
 	f.booted += rs.readyAt.Sub(rs.createdAt)
 	// Behind an acceptor a machine's runner asks GitLab for nothing itself:
 	// the acceptor hands it its jobs. A drained runner takes none either.
-	pause := rs.draining || rs.pool.acceptor != ""
+	pause := rs.draining || rs.pool.AcceptLimit > 0
 	f.mu.Unlock()
 	if pause {
 		_ = f.gl.Pause(rs.pool.token, name)
 	}
 	f.handover(rs.pool)
+}
+
+// SetAcceptLimit switches a pool's runners between taking jobs themselves
+// (limit 0) and having them accepted before there is a machine for them, by
+// the pool's acceptor, up to limit at once: a policy's acceptance can change
+// with the settings a period puts in force (docker+machine's IdleCount 0).
+func (f *Fleet) SetAcceptLimit(pool string, limit int) error {
+	f.mu.Lock()
+	p := f.pools[pool]
+	if p == nil || p.AcceptLimit == limit {
+		f.mu.Unlock()
+		return nil
+	}
+	p.AcceptLimit = limit
+	var ready []string
+	for name, rs := range f.runners {
+		if rs.pool == p && rs.registered && !rs.draining && !rs.deleted {
+			ready = append(ready, name)
+		}
+	}
+	register := limit > 0 && p.acceptor == ""
+	if register {
+		p.acceptor = "acceptor-" + p.Name
+	}
+	f.mu.Unlock()
+	slices.Sort(ready)
+
+	var err error
+	switch {
+	case register:
+		err = f.gl.RegisterManager(p.token, p.acceptor, glemu.ManagerOptions{Capacity: limit, Booting: true})
+	case limit > 0:
+		err = errors.Join(f.gl.SetCapacity(p.token, p.acceptor, limit), f.gl.Resume(p.token, p.acceptor))
+	default:
+		// The acceptor takes no more; what it holds is still handed over.
+		err = f.gl.Pause(p.token, p.acceptor)
+	}
+	for _, name := range ready {
+		if limit > 0 {
+			err = errors.Join(err, f.gl.Pause(p.token, name))
+		} else {
+			err = errors.Join(err, f.gl.Resume(p.token, name))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pool %s: accept up to %d jobs ahead of machines: %w", pool, limit, err)
+	}
+	f.handover(p)
+	return nil
 }
 
 // Slots counts job slots on live Droplets: booting (runner not up yet) and

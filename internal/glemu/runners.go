@@ -211,6 +211,15 @@ func (s *Server) Pause(token, systemID string) error {
 	return s.withManager(token, systemID, "pause", func(m *manager) { m.paused = true })
 }
 
+// SetCapacity changes how many jobs a manager holds at once (its runner's
+// limit); jobs it already holds keep running.
+func (s *Server) SetCapacity(token, systemID string, capacity int) error {
+	if capacity < 1 {
+		return fmt.Errorf("set capacity of manager %s: %d is not at least 1", systemID, capacity)
+	}
+	return s.withManager(token, systemID, "set capacity of", func(m *manager) { m.capacity = capacity })
+}
+
 // Resume undoes Pause.
 func (s *Server) Resume(token, systemID string) error {
 	return s.withManager(token, systemID, "resume", func(m *manager) { m.paused = false })

@@ -193,6 +193,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		reconciled := false
 		if !now.Before(nextReconcile) || (hookPending && now.Sub(lastReconcile) >= minGap) {
 			reconciled, hookPending = true, false
+			if err := w.FollowSettings(now); err != nil {
+				return Result{}, err
+			}
 			rep, err := w.Reconciler.Step(ctx)
 			if err != nil && ctx.Err() != nil {
 				return Result{}, err

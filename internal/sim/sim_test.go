@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/doemu/doemutest"
 	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/sim"
@@ -153,5 +154,43 @@ func TestReportIsSelfContainedSVG(t *testing.T) {
 	}
 	if n := len(res.Series.Pending); n < int(tr.End()/time.Minute) {
 		t.Fatalf("%d samples, one a minute, for a trace of %s", n, tr.End())
+	}
+}
+
+// A period that turns docker+machine's IdleCount to 0 makes its runners accept
+// jobs before their machines exist (and taskscaler's non-preemptive): the
+// simulated runners follow, and the jobs run.
+func TestAcceptanceFollowsPeriods(t *testing.T) {
+	cfg, err := config.Parse("periods.toml", []byte(`
+[[pool]]
+name = "docker"
+tags = ["docker"]
+idle_count = 1
+  [[pool.policy]]
+  periods = ["* 1-23 * * *"]
+  idle_count = 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trace.Parse(strings.NewReader(`job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+1,1,0,7200.0,60.0,docker
+2,1,0,7200.0,60.0,docker
+`), "periods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"docker-machine", "taskscaler"} {
+		pol, err := policy.ByName(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Config: cfg, Policy: pol, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.UnfinishedJobs != 0 {
+			t.Errorf("%s: %d of %d jobs unfinished after IdleCount 0 came into force", name, res.UnfinishedJobs, res.Jobs)
+		}
 	}
 }

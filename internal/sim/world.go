@@ -59,6 +59,9 @@ type World struct {
 	Reconciler *reconcile.Reconciler
 	Webhook    *demand.Webhook
 	ProjectID  int64
+	pools  []config.Pool
+	policy policy.Policy
+
 	// ColdStart is the shortest time from a Droplet's create to its runner
 	// taking jobs (the shortest boot plus registration): a job that finds no
 	// slot, ready or booting, waits at least this long.
@@ -89,7 +92,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &World{Clock: clock.NewVirtual(o.Start), ColdStart: o.BootDelay.Min + o.RegisterDelay}
+	w := &World{Clock: clock.NewVirtual(o.Start), ColdStart: o.BootDelay.Min + o.RegisterDelay, pools: o.Pools, policy: o.Policy}
 	// Sleeps inside the clients (retry back-off, action polling) move the clock
 	// themselves: the simulation has one thread, and it is the one sleeping.
 	clk := clock.SelfAdvancing{Virtual: w.Clock}
@@ -154,4 +157,20 @@ func NewWorld(o WorldOptions) (*World, error) {
 		Pools: o.Pools, Billing: o.Billing, RequestsPerMinute: o.RequestsPerMinute, RequestsPerHour: o.RequestsPerHour,
 		Seed: o.Seed + 1, Logger: o.Logger})
 	return w, nil
+}
+
+// FollowSettings puts in force how the policy's runners take jobs under the
+// settings of now: a period can turn docker+machine's IdleCount to 0, and its
+// runners then accept jobs before their machines exist.
+func (w *World) FollowSettings(now time.Time) error {
+	for _, p := range w.pools {
+		limit := 0
+		if acc := w.policy.Acceptance(p.Effective(now)); acc.Mode == policy.AcceptThenProvision {
+			limit = acc.Limit
+		}
+		if err := w.Fleet.SetAcceptLimit(p.Name, limit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
