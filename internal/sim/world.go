@@ -59,8 +59,8 @@ type World struct {
 	Reconciler *reconcile.Reconciler
 	Webhook    *demand.Webhook
 	ProjectID  int64
-	pools  []config.Pool
-	policy policy.Policy
+	pools      []config.Pool
+	policy     policy.Policy
 
 	// ColdStart is the shortest time from a Droplet's create to its runner
 	// taking jobs (the shortest boot plus registration): a job that finds no
