@@ -68,11 +68,10 @@ func (d *Droplet) idleSince() time.Time {
 
 // Job is a CI job: pending, or (in Pool.Upcoming) created.
 type Job struct {
-	ID         int64
-	PipelineID int64
-	Tags       []string
-	CreatedAt  time.Time
-	QueuedAt   time.Time // when it became pending (pending jobs only)
+	ID        int64
+	Tags      []string
+	CreatedAt time.Time
+	QueuedAt  time.Time // when it became pending (pending jobs only)
 }
 
 // Pool is one pool's demand and fleet at the snapshot's time.

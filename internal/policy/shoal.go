@@ -17,7 +17,9 @@ import (
 // and a reconcile a few seconds later asks for none again. On top of that it
 // keeps a few warm slots: the jobs expected to arrive while a new Droplet
 // boots, from an exponentially decayed arrival rate and a learned time-of-day
-// profile (both kept in State). Scale-in releases idle capacity as the billing
+// profile (both kept in State), and slots for the stages to come: the jobs
+// GitLab lists as created while their pipeline's earlier stages run, beyond
+// what the running jobs will give back. Scale-in releases idle capacity as the billing
 // model makes it worthwhile: per-second, once a Droplet has been idle about as
 // long as a boot costs (the ski-rental rule: waiting longer than the cost of
 // rebuying is never better than 2× optimal); hourly, only in the last minutes

@@ -103,7 +103,7 @@ func TestShoalBootsForTheNextStage(t *testing.T) {
 	created := func(n int, at time.Time, tags ...string) []policy.Job {
 		out := make([]policy.Job, n)
 		for i := range out {
-			out[i] = policy.Job{ID: int64(100 + i), PipelineID: 7, Tags: tags, CreatedAt: at}
+			out[i] = policy.Job{ID: int64(100 + i), Tags: tags, CreatedAt: at}
 		}
 		return out
 	}

@@ -241,12 +241,12 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		pp := policy.Pool{Settings: settings[i]}
 		for _, j := range snap.Pending {
 			if pool.Takes(j.Tags) {
-				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt, QueuedAt: j.QueuedAt})
+				pp.Pending = append(pp.Pending, policy.Job{ID: j.ID, Tags: j.Tags, CreatedAt: j.CreatedAt, QueuedAt: j.QueuedAt})
 			}
 		}
 		for _, j := range snap.Created {
 			if pool.Takes(j.Tags) {
-				pp.Upcoming = append(pp.Upcoming, policy.Job{ID: j.ID, PipelineID: j.PipelineID, Tags: j.Tags, CreatedAt: j.CreatedAt})
+				pp.Upcoming = append(pp.Upcoming, policy.Job{ID: j.ID, Tags: j.Tags, CreatedAt: j.CreatedAt})
 			}
 		}
 		for _, d := range byPool[pool.Name] {
