@@ -106,9 +106,6 @@ func (d *DO) Rate() Rate {
 	return d.rate
 }
 
-// call runs one API request with retries. Requests that change nothing, or that
-// DigitalOcean did not process (429), are retried; a failed POST otherwise is not,
-// because it may have taken effect.
 type budgetKey struct{}
 
 // WithBudget returns a context under which every request the cloud layer
@@ -119,6 +116,9 @@ func WithBudget(ctx context.Context, allow func() bool) context.Context {
 	return context.WithValue(ctx, budgetKey{}, allow)
 }
 
+// call runs one API request with retries. Requests that change nothing, or that
+// DigitalOcean did not process (429), are retried; a failed POST otherwise is not,
+// because it may have taken effect.
 func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Response, error)) error {
 	allow, _ := ctx.Value(budgetKey{}).(func() bool)
 	var last error
