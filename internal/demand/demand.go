@@ -1,8 +1,9 @@
 // Package demand reads what GitLab wants from the runner fleet: the pending
 // jobs of the configured projects (with their tags and queue times), their
-// created jobs (the stages to come), and the jobs each runner manager is running. It talks to GitLab through
-// gitlab.com/gitlab-org/api/client-go; a Job Hook webhook receiver (Webhook)
-// wakes the autoscaler when a job becomes pending, with polling as the safety net.
+// created jobs (the stages to come), and the jobs each runner manager is
+// running. It talks to GitLab through gitlab.com/gitlab-org/api/client-go; a
+// Job Hook webhook receiver (Webhook) wakes the autoscaler when a job becomes
+// pending, with polling as the safety net.
 package demand
 
 import (
