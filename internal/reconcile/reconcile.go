@@ -107,9 +107,10 @@ type Reconciler struct {
 	state   policy.State
 	drainAt map[int]time.Time // when each Droplet's drain began, for DrainHardLimit
 
-	fleet    []cloud.Droplet // as last listed, with this Reconciler's changes since
-	listedAt time.Time       // zero until the first listing
-	foreign  map[int]bool    // Droplets tagged shoal that shoal did not make, said once
+	fleet    []cloud.Droplet   // as last listed, with this Reconciler's changes since
+	listedAt time.Time         // zero until the first listing
+	foreign  map[int]bool      // Droplets tagged shoal that shoal did not make, said once
+	offSince map[int]time.Time // when a listing first showed each Droplet powered off
 }
 
 // New returns a Reconciler.
@@ -183,6 +184,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
 		r.fleet, r.listedAt = r.owned(listed), now
+		r.noteOff(now)
 	}
 	droplets := slices.Clone(r.fleet)
 	settings := make([]config.Settings, len(r.cfg.Pools))
@@ -343,12 +345,30 @@ func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) stri
 	switch {
 	case d.Status == "new" && age > r.cfg.StuckNew:
 		return fmt.Sprintf("stuck in new for %s", age.Round(time.Second))
-	case d.Status == "off" && age > r.cfg.StuckOff && st.Running == 0:
-		return "powered off, and billed all the same"
+	case d.Status == "off" && now.Sub(r.offSince[d.ID]) > r.cfg.StuckOff && st.Running == 0:
+		return fmt.Sprintf("powered off for %s, and billed all the same", now.Sub(r.offSince[d.ID]).Round(time.Second))
 	case d.Status == "active" && !st.Registered && age > r.cfg.RegisterTimeout:
 		return fmt.Sprintf("its runner never registered in %s: check the pool's image and user data", age.Round(time.Second))
 	}
 	return ""
+}
+
+// noteOff records when each Droplet was first listed powered off: it is
+// reaped StuckOff after that, not after its creation (a Droplet that ran for
+// an hour and was just switched off may be coming back).
+func (r *Reconciler) noteOff(now time.Time) {
+	off := make(map[int]time.Time)
+	for _, d := range r.fleet {
+		if d.Status != "off" {
+			continue
+		}
+		since, ok := r.offSince[d.ID]
+		if !ok {
+			since = now
+		}
+		off[d.ID] = since
+	}
+	r.offSince = off
 }
 
 func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {

@@ -422,3 +422,35 @@ func TestUntaggedJobs(t *testing.T) {
 		})
 	}
 }
+
+// A Droplet that ran for an hour and was just powered off is reaped
+// StuckOff (10 minutes) after it was first seen off, not at once.
+func TestPoweredOffDropletsAreReapedAfterStuckOff(t *testing.T) {
+	pool := dockerPool(1, 10)
+	pool.MinInstances = 1
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{pool}})
+	steps(t, w, 60*60/15)
+	ds := fleet(t, w)
+	if len(ds) != 1 {
+		t.Fatalf("%d Droplets, want the 1 of min_instances", len(ds))
+	}
+	if _, err := w.Cloud.DropletAction(context.Background(), ds[0].ID, "power_off"); err != nil {
+		t.Fatal(err)
+	}
+	exists := func() bool {
+		for _, d := range fleet(t, w) {
+			if d.ID == ds[0].ID {
+				return true
+			}
+		}
+		return false
+	}
+	steps(t, w, 5*60/15)
+	if !exists() {
+		t.Fatal("reaped within 5 minutes of powering off")
+	}
+	steps(t, w, 10*60/15)
+	if exists() {
+		t.Fatal("still there 15 minutes after powering off")
+	}
+}
