@@ -191,15 +191,18 @@ func writeReport(path, title string, rs []sim.Result) error {
 }
 
 // writeJobs writes one CSV row per trace job: its IDs, stage and tags, when
-// it became pending and how long it waited (seconds; empty if it never became
-// pending), and whether it finished.
+// it became pending (seconds; empty if it never did), how long it waited for
+// its script to start (empty if it never started), and whether it finished.
 func writeJobs(path string, jobs []sim.JobWait) error {
 	var b strings.Builder
 	b.WriteString("job_id,pipeline_id,stage,tags,queued_s,wait_s,finished\n")
 	for _, j := range jobs {
 		queued, wait := "", ""
 		if j.BecamePending {
-			queued, wait = strconv.FormatFloat(j.Queued.Seconds(), 'f', 1, 64), strconv.FormatFloat(j.Wait.Seconds(), 'f', 3, 64)
+			queued = strconv.FormatFloat(j.Queued.Seconds(), 'f', 1, 64)
+		}
+		if j.Started {
+			wait = strconv.FormatFloat(j.Wait.Seconds(), 'f', 3, 64)
 		}
 		fmt.Fprintf(&b, "%d,%d,%d,%s,%s,%s,%t\n", j.JobID, j.PipelineID, j.Stage, strings.Join(j.Tags, ";"), queued, wait, j.Finished)
 	}

@@ -127,10 +127,10 @@ type Snapshot struct {
 	Managers []Manager    // by runner, then manager ID
 	// PendingByTags groups Pending by tags.Key of the job tags, oldest first.
 	PendingByTags map[string][]PendingJob
-	// Created are the created jobs of the watched projects (up to MaxPending
-	// per project): the stages to come. The list is read at most every
-	// CreatedEvery, and at once when a pipeline it has not seen has jobs
-	// pending.
+	// Created are the created jobs of each pipeline's next stage in the
+	// watched projects (read up to MaxPending per project): the stage to come.
+	// The list is read at most every CreatedEvery, and at once when a pipeline
+	// it has not seen has jobs pending or a stage it lists has begun.
 	Created []CreatedJob
 	// RunningBySystemID lists each manager's running jobs; every manager of
 	// Managers has an entry, empty when idle.
@@ -297,13 +297,19 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	}
 }
 
-// created returns the created jobs, read again when the last read is older
-// than CreatedEvery or a pipeline it has not seen has jobs pending, less those
-// that are pending by now.
+// created returns the created jobs of each pipeline's next stage, read again
+// when the last read is older than CreatedEvery, a pipeline it has not seen
+// has jobs pending (what follows its first stage?), or one of the jobs it
+// lists is pending (that stage has begun: what follows it?).
 func (s *Source) created(ctx context.Context, projects []int64, pending []PendingJob, now time.Time) ([]CreatedJob, error) {
 	stale := s.createdAt.IsZero() || now.Sub(s.createdAt) >= s.cfg.CreatedEvery
+	isPending := make(map[int64]bool, len(pending))
 	for _, j := range pending {
-		stale = stale || !s.seenPipelines[j.PipelineID] // a new pipeline: what follows its first stage?
+		isPending[j.ID] = true
+		stale = stale || !s.seenPipelines[j.PipelineID]
+	}
+	for _, j := range s.lastCreated {
+		stale = stale || isPending[j.ID]
 	}
 	if stale {
 		var all []CreatedJob
@@ -323,23 +329,14 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 			s.seenPipelines[j.PipelineID] = true
 		}
 	}
-	isPending := make(map[int64]bool, len(pending))
-	for _, j := range pending {
-		isPending[j.ID] = true
-	}
-	var out []CreatedJob
-	for _, j := range s.lastCreated {
-		if !isPending[j.ID] {
-			out = append(out, j)
-		}
-	}
-	return out, nil
+	return s.lastCreated, nil
 }
 
 // createdJob is the part of GitLab's job entity read for Snapshot.Created:
 // decoding only these fields costs a fraction of client-go's whole Job.
 type createdJob struct {
 	ID        int64      `json:"id"`
+	Stage     string     `json:"stage"`
 	TagList   []string   `json:"tag_list"`
 	CreatedAt *time.Time `json:"created_at"`
 	Pipeline  struct {
@@ -347,19 +344,32 @@ type createdJob struct {
 	} `json:"pipeline"`
 }
 
-// createdJobs lists a project's created jobs, up to MaxPending.
+// createdJobs lists the created jobs of each pipeline's next stage in a
+// project (reading up to MaxPending created jobs). GitLab creates a pipeline's
+// jobs stage by stage, so the next stage is the one of its lowest-numbered
+// created job; the stages after it need nothing yet.
 func (s *Source) createdJobs(ctx context.Context, pid int64) ([]CreatedJob, error) {
 	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Scope: &[]gitlab.BuildStateValue{gitlab.Created}}
 	page, err := readPages[createdJob](ctx, s.c, fmt.Sprintf("projects/%d/jobs", pid), opt, &opt.Page, s.maxPending())
 	if err != nil {
 		return nil, fmt.Errorf("list created jobs of project %d: %w", pid, err)
 	}
-	out := make([]CreatedJob, len(page))
-	for i, j := range page {
-		out[i] = CreatedJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Tags: sortedTags(j.TagList)}
-		if j.CreatedAt != nil {
-			out[i].CreatedAt = *j.CreatedAt
+	first := map[int64]createdJob{} // per pipeline, its lowest-numbered created job
+	for _, j := range page {
+		if f, ok := first[j.Pipeline.ID]; !ok || j.ID < f.ID {
+			first[j.Pipeline.ID] = j
 		}
+	}
+	var out []CreatedJob
+	for _, j := range page {
+		if j.Stage != first[j.Pipeline.ID].Stage {
+			continue
+		}
+		cj := CreatedJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Tags: sortedTags(j.TagList)}
+		if j.CreatedAt != nil {
+			cj.CreatedAt = *j.CreatedAt
+		}
+		out = append(out, cj)
 	}
 	return out, nil
 }

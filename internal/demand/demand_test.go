@@ -329,8 +329,9 @@ func TestSnapshotWithoutRunnerManager(t *testing.T) {
 	}
 }
 
-// The created jobs are read again only when the last read is a minute old or
-// a pipeline it has not seen has jobs pending.
+// Created lists each pipeline's next stage only. It is read again when the
+// last read is a minute old, a new pipeline has jobs pending, or a stage it
+// lists has begun.
 func TestSnapshotCreatedJobs(t *testing.T) {
 	w := newWorld(t)
 	reads := 0
@@ -349,10 +350,12 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twoStages := func() glemu.PipelineRef {
+	// test (30 s) → build (1 min, two jobs) → deploy.
+	threeStages := func() glemu.PipelineRef {
 		ref, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
 			{Name: "test", Jobs: []glemu.JobSpec{{Duration: 30 * time.Second, Tags: []string{"docker"}}}},
-			{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker", "large"}}}},
+			{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker", "large"}}, {Duration: time.Minute, Tags: []string{"docker"}}}},
+			{Name: "deploy", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}}},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -370,25 +373,28 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 			got = append(got, j.ID)
 		}
 		slices.Sort(got)
+		slices.Sort(want)
 		if !slices.Equal(got, want) || reads != wantReads {
 			t.Fatalf("at %s: created %v after %d reads, want %v after %d", w.clk.Since(start), got, reads, want, wantReads)
 		}
 	}
-	a := twoStages()
-	look(1, a.JobIDs[1][0])
+	a := threeStages()
+	aBuild := a.JobIDs[1]
+	look(1, aBuild...) // the builds, not the deploy
 	w.clk.Advance(10 * time.Second)
-	look(1, a.JobIDs[1][0]) // nothing new: the last read stands
-	b := twoStages()
-	look(2, a.JobIDs[1][0], b.JobIDs[1][0]) // b's test is pending: read again
+	look(1, aBuild...) // nothing new: the last read stands
+	b := threeStages()
+	look(2, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // b's test is pending: read again
 	w.clk.Advance(time.Minute)
-	look(3, a.JobIDs[1][0], b.JobIDs[1][0]) // a minute old: read again
+	look(3, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // a minute old: read again
 
-	// a's test runs and ends: its build is pending, and no longer listed as created.
+	// One slot: a's test runs and ends, and its builds are pending: the stage
+	// has begun, so the list is read again and has a's deploy instead.
 	if err := w.gl.RegisterManager(w.docker.Token, "s_one", glemu.ManagerOptions{Capacity: 1}); err != nil {
 		t.Fatal(err)
 	}
 	w.clk.Advance(40 * time.Second)
-	look(3, b.JobIDs[1][0])
+	look(4, append(slices.Clone(a.JobIDs[2]), b.JobIDs[1]...)...)
 }
 
 // MaxPending caps the pending queue only: every manager and every running job

@@ -203,13 +203,14 @@ func ownedJobs(jobs []Job, owner map[int64]int, pool int) []Job {
 }
 
 // upcomingSlots is how many slots the next stages of pipelines in progress
-// will want that the pool's running jobs will not give back when they end:
-// the created jobs less the running ones. A `docker;large` build after
-// `docker` tests gets its Droplet booted while the tests run (the large pool
-// runs nothing); a next stage no wider than the jobs running now gets nothing.
+// will want that the pool's current jobs will not give back when they end:
+// the created jobs (each pipeline's next stage) less the jobs running,
+// pending or waiting in the pool. A `docker;large` build after `docker` tests
+// gets its Droplet booted while the tests run (the large pool has no jobs); a
+// next stage no wider than the jobs in hand gets nothing.
 // Only jobs created within upcoming_window count: a pipeline held at a manual
 // job keeps its later jobs created for good.
-func (p *Shoal) upcomingSlots(now time.Time, upcoming []Job, running int) int {
+func (p *Shoal) upcomingSlots(now time.Time, upcoming []Job, inHand int) int {
 	window := p.params.durOr("upcoming_window", 15*time.Minute)
 	if window <= 0 {
 		return 0
@@ -220,7 +221,7 @@ func (p *Shoal) upcomingSlots(now time.Time, upcoming []Job, running int) int {
 			n++
 		}
 	}
-	return max(n-running, 0)
+	return max(n-inHand, 0)
 }
 
 func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Pool, pending, created []Job, st *shoalPool, out []Decision) []Decision {
@@ -236,7 +237,7 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 	// scale_factor ask for (the user's floor, as in taskscaler).
 	spare := max(warm, set.IdleCount, scaleFactorSlots(set, f.running))
 	waiting := len(pool.Waiting)
-	upcoming := p.upcomingSlots(now, created, f.running)
+	upcoming := p.upcomingSlots(now, created, f.running+len(pending)+waiting)
 	want := len(pending) + waiting + upcoming + spare
 	have := f.free + f.booting*slots
 

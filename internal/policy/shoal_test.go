@@ -122,6 +122,9 @@ func TestShoalBootsForTheNextStage(t *testing.T) {
 		{"a next stage no wider than the running jobs needs nothing: their runners free up", noWarm, []policy.Pool{
 			{Settings: docker, Droplets: busy, Upcoming: created(2, t0, "docker")},
 		}, ""},
+		{"pending jobs give their slots back too: a new pipeline of 3 tests and 3 builds asks for 3", noWarm, []policy.Pool{
+			{Settings: docker, Pending: jobs(3, t0), Upcoming: created(3, t0, "docker")},
+		}, "create docker 3"},
 		{"a wider next stage: the difference", noWarm, []policy.Pool{
 			{Settings: docker, Droplets: busy[:1], Upcoming: created(3, t0, "docker")},
 		}, "create docker 2"},

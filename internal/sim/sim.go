@@ -59,16 +59,20 @@ type Result struct {
 	WaitS          Stats         `json:"wait_s"`
 	// ColdStartS is the shortest boot plus registration; JobsWaitedColdStart
 	// counts the jobs that waited at least that long, as long as a Droplet
-	// made for them would take: they found no slot ready or nearly so.
-	ColdStartS              float64   `json:"cold_start_s"`
-	JobsWaitedColdStart     int       `json:"jobs_waited_cold_start"`
-	PipelineSlowdown        Stats     `json:"pipeline_slowdown"`
-	CostUSD                 float64   `json:"cost_usd"`
-	LowerBoundUSD           float64   `json:"lower_bound_usd"`
-	CostRatio               float64   `json:"cost_ratio"`
-	DropletsCreated         int       `json:"droplets_created"`
-	PeakDroplets            int       `json:"peak_droplets"`
-	DropletHours            float64   `json:"droplet_hours"`
+	// made for them would take (found no slot ready or nearly so), those
+	// still waiting when the run ended included.
+	ColdStartS          float64 `json:"cold_start_s"`
+	JobsWaitedColdStart int     `json:"jobs_waited_cold_start"`
+	PipelineSlowdown    Stats   `json:"pipeline_slowdown"`
+	CostUSD             float64 `json:"cost_usd"`
+	LowerBoundUSD       float64 `json:"lower_bound_usd"`
+	CostRatio           float64 `json:"cost_ratio"`
+	DropletsCreated     int     `json:"droplets_created"`
+	PeakDroplets        int     `json:"peak_droplets"`
+	DropletHours        float64 `json:"droplet_hours"`
+	// BootHours are Droplet-hours before the runner registered; JobHours are
+	// the finished jobs' run time. With one job per Droplet, the rest of
+	// DropletHours is idle.
 	BootHours               float64   `json:"boot_hours"`
 	JobHours                float64   `json:"job_hours"`
 	APIRequests             int       `json:"api_requests"`
@@ -87,11 +91,11 @@ type JobWait struct {
 	Stage             int
 	Tags              []string
 	// Queued is when it became pending, since the start of the trace, and
-	// Wait from then until its script started (zero if it never did). Both
-	// are zero for a job that never became pending: its earlier stage never
-	// finished.
-	Queued, Wait            time.Duration
-	BecamePending, Finished bool
+	// Wait from then until its script started, or until the run ended if it
+	// never did. Both are zero for a job that never became pending: its
+	// earlier stage never finished.
+	Queued, Wait                     time.Duration
+	BecamePending, Started, Finished bool
 }
 
 // Series are the report's time series, one point per sample.
@@ -277,16 +281,19 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 	}
 	jobs := w.GL.Jobs()
 	byID := make(map[int64]glemu.JobInfo, len(jobs))
+	end := w.Clock.Now()
 	var waits []float64
+	var jobTime time.Duration
 	for _, j := range jobs {
 		byID[j.ID] = j
+		if wait, ok := waited(j, end); ok && wait >= w.ColdStart {
+			res.JobsWaitedColdStart++
+		}
 		if j.Status != glemu.StatusSuccess {
 			continue
 		}
 		waits = append(waits, j.Wait().Seconds())
-		if j.Wait() >= w.ColdStart {
-			res.JobsWaitedColdStart++
-		}
+		jobTime += j.Duration
 	}
 	res.ColdStartS = w.ColdStart.Seconds()
 	res.UnfinishedJobs = res.Jobs - len(waits)
@@ -313,10 +320,9 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 	}
 	res.PipelineSlowdown = summarize(slow, false)
 	if o.KeepJobs {
-		res.JobWaits = jobWaits(o.Trace, refs, byID, start)
+		res.JobWaits = jobWaits(o.Trace, refs, byID, start, end)
 	}
 
-	end := w.Clock.Now()
 	res.CostUSD = round(w.DO.BilledUSD(end), 4)
 	res.LowerBoundUSD = round(lowerBound(o.Trace, o.Config), 4)
 	if res.LowerBoundUSD > 0 {
@@ -351,14 +357,26 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 	}
 	res.DropletHours = round(hours, 2)
 	res.BootHours = round(w.Fleet.BootTime().Hours(), 2)
-	res.JobHours = round(o.Trace.JobTime().Hours(), 2)
+	res.JobHours = round(jobTime.Hours(), 2)
 	st := w.DO.Stats()
 	res.APIRequests, res.RateLimitedResponses = st.Requests, st.RateLimited
 	res.SimulatedHours = round(end.Sub(start).Hours(), 2)
 	return res
 }
 
-func jobWaits(t *trace.Trace, refs []glemu.PipelineRef, byID map[int64]glemu.JobInfo, start time.Time) []JobWait {
+// waited is how long a job waited for a runner: until its script started, or
+// until end if it never did. ok is false if it never became pending.
+func waited(j glemu.JobInfo, end time.Time) (time.Duration, bool) {
+	switch {
+	case j.QueuedAt.IsZero():
+		return 0, false
+	case j.ExecStartedAt.IsZero():
+		return end.Sub(j.QueuedAt), true
+	}
+	return j.Wait(), true
+}
+
+func jobWaits(t *trace.Trace, refs []glemu.PipelineRef, byID map[int64]glemu.JobInfo, start, end time.Time) []JobWait {
 	out := make([]JobWait, 0, t.Jobs())
 	for i, p := range t.Pipelines {
 		for k, stage := range p.Stages {
@@ -366,9 +384,9 @@ func jobWaits(t *trace.Trace, refs []glemu.PipelineRef, byID map[int64]glemu.Job
 				jw := JobWait{JobID: j.ID, PipelineID: p.ID, Stage: k, Tags: j.Tags}
 				if k < len(refs[i].JobIDs) && n < len(refs[i].JobIDs[k]) {
 					info := byID[refs[i].JobIDs[k][n]]
-					if !info.QueuedAt.IsZero() {
-						jw.BecamePending = true
-						jw.Queued, jw.Wait = info.QueuedAt.Sub(start), info.Wait()
+					if wait, ok := waited(info, end); ok {
+						jw.BecamePending, jw.Started = true, !info.ExecStartedAt.IsZero()
+						jw.Queued, jw.Wait = info.QueuedAt.Sub(start), wait
 					}
 					jw.Finished = info.Status == glemu.StatusSuccess
 				}

@@ -194,3 +194,35 @@ idle_count = 1
 		}
 	}
 }
+
+// A job no pool can take waits until the run stops: its wait is that long, it
+// counts as having waited a cold start, and only finished jobs' run time is
+// job time.
+func TestAJobThatNeverStarts(t *testing.T) {
+	cfg, err := config.Parse("one.toml", []byte("[[pool]]\nname = \"docker\"\ntags = [\"docker\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trace.Parse(strings.NewReader(`job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+1,1,0,60.0,60.0,docker
+2,2,0,60.0,60.0,docker;large
+`), "stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.ByName("shoal", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Config: cfg, Policy: pol, Seed: 1, KeepJobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UnfinishedJobs != 1 || res.JobsWaitedColdStart != 2 || math.Abs(res.JobHours-60.0/3600) > 0.005 {
+		t.Fatalf("unfinished %d, waited a cold start %d, job hours %.3f; want 1, 2 and the finished job's minute", res.UnfinishedJobs, res.JobsWaitedColdStart, res.JobHours)
+	}
+	stuck := res.JobWaits[1]
+	if !stuck.BecamePending || stuck.Started || stuck.Finished || stuck.Wait < 5*time.Hour {
+		t.Fatalf("the job no pool takes: %+v, want pending, never started, waiting until the run stopped", stuck)
+	}
+}
