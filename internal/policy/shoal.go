@@ -450,7 +450,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 //     below profile_min and costs nothing.
 func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 	horizon := st.boot + time.Minute
-	fromRate := p.params.floatOr("warm", 0.25) * st.rate * horizon.Seconds()
+	fromRate := p.params.floatOr("warm", 0.5) * st.rate * horizon.Seconds()
 	peak, at := 0.0, time.Time{}
 	if p.params.floatOr("profile_weight", 0.5) > 0 {
 		last := now.Add(st.boot + 30*time.Second)
