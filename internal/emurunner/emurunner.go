@@ -129,17 +129,24 @@ func (f *Fleet) handover(p *pool) {
 		f.mu.Unlock()
 		return
 	}
+	ready := f.readyLocked(p)
+	f.mu.Unlock()
+	for _, name := range ready {
+		_, _ = f.gl.Handover(p.token, acceptor, name)
+	}
+}
+
+// readyLocked lists the pool's registered, undrained runners in name order
+// (map order is random; a replay must not be). f.mu must be held.
+func (f *Fleet) readyLocked(p *pool) []string {
 	var ready []string
 	for name, rs := range f.runners {
 		if rs.pool == p && rs.registered && !rs.draining && !rs.deleted {
 			ready = append(ready, name)
 		}
 	}
-	f.mu.Unlock()
-	slices.Sort(ready) // map order is random; a replay must not be
-	for _, name := range ready {
-		_, _ = f.gl.Handover(p.token, acceptor, name)
-	}
+	slices.Sort(ready)
+	return ready
 }
 
 func poolOf(tags []string) string {
@@ -219,18 +226,12 @@ func (f *Fleet) SetAcceptLimit(pool string, limit int) error {
 		return nil
 	}
 	p.AcceptLimit = limit
-	var ready []string
-	for name, rs := range f.runners {
-		if rs.pool == p && rs.registered && !rs.draining && !rs.deleted {
-			ready = append(ready, name)
-		}
-	}
+	ready := f.readyLocked(p)
 	register := limit > 0 && p.acceptor == ""
 	if register {
 		p.acceptor = "acceptor-" + p.Name
 	}
 	f.mu.Unlock()
-	slices.Sort(ready)
 
 	var err error
 	switch {
