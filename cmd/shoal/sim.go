@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -194,8 +196,9 @@ func writeReport(path, title string, rs []sim.Result) error {
 // it became pending (seconds; empty if it never did), how long it waited for
 // its script to start (empty if it never started), and whether it finished.
 func writeJobs(path string, jobs []sim.JobWait) error {
-	var b strings.Builder
-	b.WriteString("job_id,pipeline_id,stage,tags,queued_s,wait_s,finished\n")
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	_ = w.Write([]string{"job_id", "pipeline_id", "stage", "tags", "queued_s", "wait_s", "finished"})
 	for _, j := range jobs {
 		queued, wait := "", ""
 		if j.BecamePending {
@@ -204,9 +207,11 @@ func writeJobs(path string, jobs []sim.JobWait) error {
 		if j.Started {
 			wait = strconv.FormatFloat(j.Wait.Seconds(), 'f', 3, 64)
 		}
-		fmt.Fprintf(&b, "%d,%d,%d,%s,%s,%s,%t\n", j.JobID, j.PipelineID, j.Stage, strings.Join(j.Tags, ";"), queued, wait, j.Finished)
+		_ = w.Write([]string{strconv.FormatInt(j.JobID, 10), strconv.FormatInt(j.PipelineID, 10), strconv.Itoa(j.Stage),
+			strings.Join(j.Tags, ";"), queued, wait, strconv.FormatBool(j.Finished)})
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	w.Flush() // writes go to memory: no error but the file's
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write job waits: %w", err)
 	}
 	return nil
