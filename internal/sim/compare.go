@@ -152,10 +152,10 @@ func Judge(rs []Result) Verdict {
 // WriteTable prints results as a table.
 func WriteTable(w io.Writer, rs []Result, mark map[int]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tparams\twait p50 s\twait p95 s\twait max s\tslowdown p95\tcost $\tcost/bound\tdroplets\tpeak\tAPI req\tmax/min\t429s\tunfinished\t\t")
+	fmt.Fprintln(tw, "policy\tparams\twait p50 s\twait mean s\twait p95 s\twait max s\tslowdown p95\tcost $\tcost/bound\tdroplets\tpeak\tAPI req\tmax/min\t429s\tunfinished\t\t")
 	for i, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
-			r.Policy, paramsOrDash(r.Params), r.WaitS.P50, r.WaitS.P95, r.WaitS.Max, r.PipelineSlowdown.P95,
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			r.Policy, paramsOrDash(r.Params), r.WaitS.P50, r.WaitS.Mean, r.WaitS.P95, r.WaitS.Max, r.PipelineSlowdown.P95,
 			r.CostUSD, r.CostRatio, r.DropletsCreated, r.PeakDroplets, r.APIRequests, r.APIRequestsMaxPerMinute,
 			r.RateLimitedResponses, r.UnfinishedJobs, mark[i])
 	}
