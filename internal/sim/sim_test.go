@@ -29,21 +29,42 @@ func smallTrace(t *testing.T) *trace.Trace {
 7,3,0,1810.0,200.0,docker
 8,3,1,1810.0,100.0,docker
 `
-	tr, err := trace.Parse(strings.NewReader(csv), "small")
+	return parseTrace(t, "small", csv)
+}
+
+func parseTrace(t *testing.T, name, csv string) *trace.Trace {
+	t.Helper()
+	tr, err := trace.Parse(strings.NewReader(csv), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
 }
 
+func parseConfig(t *testing.T, toml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func run(t *testing.T, tr *trace.Trace, name string, params policy.Params) sim.Result {
+	t.Helper()
+	return runWith(t, name, params, sim.Options{Trace: tr, Seed: 3,
+		WrapDO: func(h http.Handler) http.Handler { return doemutest.NewValidator(t, h) }})
+}
+
+// runWith simulates o with the named policy.
+func runWith(t *testing.T, name string, params policy.Params, o sim.Options) sim.Result {
 	t.Helper()
 	pol, err := policy.ByName(name, params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Policy: pol, Seed: 3,
-		WrapDO: func(h http.Handler) http.Handler { return doemutest.NewValidator(t, h) }})
+	o.Policy = pol
+	res, err := sim.Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +182,7 @@ func TestReportIsSelfContainedSVG(t *testing.T) {
 // jobs before their machines exist (and taskscaler's non-preemptive): the
 // simulated runners follow, and the jobs run.
 func TestAcceptanceFollowsPeriods(t *testing.T) {
-	cfg, err := config.Parse("periods.toml", []byte(`
+	cfg := parseConfig(t, `
 [[pool]]
 name = "docker"
 tags = ["docker"]
@@ -169,26 +190,13 @@ idle_count = 1
   [[pool.policy]]
   periods = ["* 1-23 * * *"]
   idle_count = 0
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := trace.Parse(strings.NewReader(`job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+`)
+	tr := parseTrace(t, "periods", `job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
 1,1,0,7200.0,60.0,docker
 2,1,0,7200.0,60.0,docker
-`), "periods")
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	for _, name := range []string{"docker-machine", "taskscaler"} {
-		pol, err := policy.ByName(name, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Config: cfg, Policy: pol, Seed: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := runWith(t, name, nil, sim.Options{Trace: tr, Config: cfg, Seed: 1})
 		if res.UnfinishedJobs != 0 {
 			t.Errorf("%s: %d of %d jobs unfinished after IdleCount 0 came into force", name, res.UnfinishedJobs, res.Jobs)
 		}
@@ -199,25 +207,12 @@ idle_count = 1
 // counts as having waited a cold start, and only finished jobs' run time is
 // job time.
 func TestAJobThatNeverStarts(t *testing.T) {
-	cfg, err := config.Parse("one.toml", []byte("[[pool]]\nname = \"docker\"\ntags = [\"docker\"]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := trace.Parse(strings.NewReader(`job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+	cfg := parseConfig(t, "[[pool]]\nname = \"docker\"\ntags = [\"docker\"]\n")
+	tr := parseTrace(t, "stuck", `job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
 1,1,0,60.0,60.0,docker
 2,2,0,60.0,60.0,docker;large
-`), "stuck")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.ByName("shoal", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := sim.Run(context.Background(), sim.Options{Trace: tr, Config: cfg, Policy: pol, Seed: 1, KeepJobs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
+	res := runWith(t, "shoal", nil, sim.Options{Trace: tr, Config: cfg, Seed: 1, KeepJobs: true})
 	if res.UnfinishedJobs != 1 || res.JobsWaitedColdStart != 2 || math.Abs(res.JobHours-60.0/3600) > 0.005 {
 		t.Fatalf("unfinished %d, waited a cold start %d, job hours %.3f; want 1, 2 and the finished job's minute", res.UnfinishedJobs, res.JobsWaitedColdStart, res.JobHours)
 	}
