@@ -54,11 +54,14 @@ func deleteDrained(pool string, ds []Droplet, out []Decision) []Decision {
 	return out
 }
 
-// release drains an idle Droplet, or deletes it at once when it never took a
-// job (nothing can be running on it, and a drain would only cost a cycle).
+// release deletes an idle Droplet and drains a busy one. The reconciler
+// deletes an idle Droplet only after draining its runner and hearing that no
+// job is running (one may have started since the snapshot), so deleting at
+// once is safe, and saves the reconcile interval a drain-then-delete would
+// bill on every Droplet released.
 func release(pool string, d *Droplet, why string) Decision {
-	if d.JobsDone == 0 && d.RunningJobs == 0 {
-		return Decision{Kind: Delete, Pool: pool, DropletID: d.ID, Reason: why + "; it never took a job"}
+	if d.RunningJobs == 0 {
+		return Decision{Kind: Delete, Pool: pool, DropletID: d.ID, Reason: why}
 	}
 	return Decision{Kind: Drain, Pool: pool, DropletID: d.ID, Reason: why}
 }

@@ -122,8 +122,9 @@ func (k Kind) String() string {
 }
 
 // Decision is one action for the reconciler. Delete is only ever decided for
-// a Droplet that is draining with no running jobs, or one that is idle and
-// never took a job: a policy never kills a job.
+// a Droplet with no running jobs (draining, or ready and idle), and the
+// reconciler drains its runner first and deletes only when the drain reports
+// no running job: a policy never kills a job.
 type Decision struct {
 	Kind Kind
 	Pool string

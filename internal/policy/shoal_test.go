@@ -45,25 +45,18 @@ func TestShoalDecide(t *testing.T) {
 		{name: "min_instances kept when idle", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.MinInstances = 2 }),
 				Droplets: []policy.Droplet{idleDroplet(1, time.Hour), idleDroplet(2, time.Hour), idleDroplet(3, time.Hour)}},
-			want: "drain 1"},
+			want: "delete 1"},
 		{name: "idle_count is a floor on spare slots", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.IdleCount = 3; s.CapacityPerInstance = 2 })},
 			want: "create docker 2"},
 		{name: "scale to zero with capacity 4", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{idleDroplet(1, time.Hour), idleDroplet(2, time.Hour)}},
-			want: "drain 1, drain 2", reason: "idle 1h0m0s"},
+			want: "delete 1, delete 2", reason: "idle 1h0m0s"},
 		{name: "drained droplets are deleted once their jobs end", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{
 				{ID: 1, State: policy.Draining, RunningJobs: 0, JobsDone: 4},
 				{ID: 2, State: policy.Draining, RunningJobs: 1, JobsDone: 4}}},
 			want: "delete 1", reason: "drained"},
-		{name: "idle droplet that never took a job is deleted at once", policy: "shoal", params: noWarm,
-			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{func() policy.Droplet {
-				d := idleDroplet(1, time.Hour)
-				d.JobsDone, d.LastJobFinishedAt = 0, time.Time{}
-				return d
-			}()}},
-			want: "delete 1", reason: "never took a job"},
 		{name: "drain the least loaded so a whole droplet frees up", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4; s.IdleCount = 3 }),
 				Droplets: []policy.Droplet{busyDroplet(1, 3), busyDroplet(2, 1), busyDroplet(3, 2)}},
@@ -76,10 +69,10 @@ func TestShoalDecide(t *testing.T) {
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}, want: ""},
 		{name: "per-second: idle longer than a boot is released", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 100*time.Second)}},
-			want: "drain 1", reason: "billed per second"},
+			want: "delete 1", reason: "billed per second"},
 		{name: "per-second: idle_time shorter than a boot wins", policy: "shoal", params: noWarm,
 			pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.IdleTime = 20 * time.Second }),
-				Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}, want: "drain 1"},
+				Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}, want: "delete 1"},
 		{name: "per-second: inside the 60 s minimum nothing is saved", policy: "shoal", params: policy.Params{"warm": 0, "linger": 1},
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{{ID: 1, State: policy.Ready,
 				CreatedAt: t0.Add(-40 * time.Second), ReadyAt: t0.Add(-30 * time.Second)}}}, want: ""},
@@ -87,11 +80,11 @@ func TestShoalDecide(t *testing.T) {
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{hourlyIdle(1, 20*time.Minute, 15*time.Minute)}}, want: ""},
 		{name: "hourly: released just before the paid hour ends", policy: "shoal", params: noWarm, billing: config.BillingHourly,
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{hourlyIdle(1, 59*time.Minute, 15*time.Minute)}},
-			want: "drain 1", reason: "paid hour ends in 1m0s"},
+			want: "delete 1", reason: "paid hour ends in 1m0s"},
 		{name: "hourly: second hour counts too", policy: "shoal", params: noWarm, billing: config.BillingHourly,
 			pool: policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{
 				hourlyIdle(1, 90*time.Minute, 15*time.Minute), hourlyIdle(2, 119*time.Minute, 15*time.Minute)}},
-			want: "drain 2"},
+			want: "delete 2"},
 		{name: "hourly: busy droplets are not drained", policy: "shoal", params: noWarm, billing: config.BillingHourly,
 			pool: policy.Pool{Settings: settings(cap4), Droplets: []policy.Droplet{busyDroplet(1, 1)}}, want: ""},
 	})
@@ -131,9 +124,9 @@ func TestShoalBootsForTheNextStage(t *testing.T) {
 		{"an idle Droplet past its linger is kept for it, not drained", noWarm, []policy.Pool{
 			{Settings: docker, Droplets: []policy.Droplet{busyDroplet(1, 1), idleDroplet(2, 100*time.Second)}, Upcoming: created(2, t0, "docker")},
 		}, ""},
-		{"without it that Droplet is drained", noWarm, []policy.Pool{
+		{"without it that Droplet is released", noWarm, []policy.Pool{
 			{Settings: docker, Droplets: []policy.Droplet{busyDroplet(1, 1), idleDroplet(2, 100*time.Second)}},
-		}, "drain 2"},
+		}, "delete 2"},
 		{"a created docker job listed in both pools counts in the docker one", noWarm, []policy.Pool{
 			{Settings: large, Upcoming: created(1, t0, "docker")},
 			{Settings: docker, Upcoming: created(1, t0, "docker")},
@@ -229,8 +222,8 @@ func TestShoalWarmFromArrivalRate(t *testing.T) {
 	}
 	got, _ = pol.Decide(policy.Snapshot{Now: quiet, Billing: config.BillingPerSecond,
 		Pools: []policy.Pool{{Settings: set, Droplets: ds2}}}, st2)
-	if n := strings.Count(summary(got), "drain"); n != 23 {
-		t.Errorf("after two quiet hours: %q, want all 23 drained", summary(got))
+	if n := strings.Count(summary(got), "delete"); n != 23 {
+		t.Errorf("after two quiet hours: %q, want all 23 deleted", summary(got))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,59 @@ func TestPoweredOffDropletsAreReapedAfterStuckOff(t *testing.T) {
 	steps(t, w, 10*60/15)
 	if exists() {
 		t.Fatal("still there 15 minutes after powering off")
+	}
+}
+
+// raceToDelete is shoal's policy, except that while it decides to delete an
+// idle Droplet it lets a job arrive and a runner take it: the race between a
+// snapshot and the delete it leads to.
+type raceToDelete struct {
+	policy.Policy
+	w     *sim.World
+	armed bool
+	hit   int // the Droplet whose delete raced a job
+}
+
+func (p *raceToDelete) Decide(s policy.Snapshot, st policy.State) ([]policy.Decision, policy.State) {
+	ds, st := p.Policy.Decide(s, st)
+	for _, d := range ds {
+		if d.Kind != policy.Delete || !p.armed {
+			continue
+		}
+		p.armed, p.hit = false, d.DropletID
+		if _, err := p.w.GL.CreatePipeline(p.w.ProjectID, jobs(1, time.Minute)); err != nil {
+			panic(err)
+		}
+		p.w.Clock.Advance(5 * time.Second) // the idle runner polls and takes it
+	}
+	return ds, st
+}
+
+// An idle Droplet is released by a delete decision, and the reconciler drains
+// its runner before deleting: a job its runner took since the snapshot runs
+// to the end, and the Droplet goes after it.
+func TestDeleteOfAnIdleDropletNeverKillsAJobThatJustStarted(t *testing.T) {
+	pol := &raceToDelete{Policy: mustPolicy(t, "shoal", policy.Params{"warm": 0})}
+	w := world(t, pol, sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 5)}})
+	pol.w = w
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(1, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	steps(t, w, 16) // booted, ran its job, now idle
+	pol.armed = true
+	var raced reconcile.Report
+	for i := 0; i < 40 && pol.hit == 0; i++ {
+		raced = steps(t, w, 1)[0]
+	}
+	if pol.hit == 0 {
+		t.Fatal("the idle Droplet was never released")
+	}
+	if slices.Contains(raced.Deleted, pol.hit) || !slices.Contains(raced.Drained, pol.hit) {
+		t.Fatalf("Droplet %d had just taken a job: want it drained, not deleted; report %+v", pol.hit, raced)
+	}
+	steps(t, w, 20)
+	assertAllJobsSucceeded(t, w)
+	if left := fleet(t, w); len(left) != 0 {
+		t.Fatalf("%d droplets left after the raced job ended", len(left))
 	}
 }
