@@ -76,6 +76,11 @@ type shoalPool struct {
 	at         time.Time      // when the state was last updated
 	pendingIDs map[int64]bool // the pending jobs at the last look (never modified: replaced)
 	rate       float64        // arrivals per second, exponentially decayed
+	// foreseen counts the arrivals of a spike the profile foresaw, less the
+	// slots released at once since (decayed over an hour, the longest CI
+	// job): when its jobs end, their Droplets go without lingering, because
+	// the profile expects nothing after the spike and the rate ignores it.
+	foreseen float64
 	jobs       map[int]int    // running + done per Droplet at the last look (never modified: replaced)
 	boot       time.Duration
 	// day is the time-of-day profile. It is shared with the State it was
@@ -328,13 +333,18 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				why = fmt.Sprintf("idle, %d surplus slots, and its paid hour ends in %s", surplus, secs(left))
 			default:
 				idle := now.Sub(d.idleSince())
-				if idle < linger {
+				spike := idle < linger && st.foreseen >= float64(c.free)
+				if idle < linger && !spike {
 					continue
 				}
 				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
 					continue // inside the 60 s minimum: deleting saves nothing yet
 				}
 				why = fmt.Sprintf("idle %s ≥ linger %s, %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
+				if spike {
+					st.foreseen -= float64(c.free)
+					why = fmt.Sprintf("idle, %d surplus slots, and the spike the time of day foresaw has come: nothing more is expected; billed per second", surplus)
+				}
 			}
 			out = append(out, release(name, d, why))
 		}
@@ -401,9 +411,25 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	if !st.at.IsZero() {
 		if dt := now.Sub(st.at).Seconds(); dt > 0 {
 			st.rate *= math.Exp(-dt / tau)
+			st.foreseen *= math.Exp(-dt / time.Hour.Seconds())
 		}
 	}
-	arrived, stillPending := 0, 0
+	// An arrival in a minute the profile expected a spike in, up to the
+	// spike's size, is the spike coming as forecast (a nightly batch): it
+	// says nothing of the rate to come, and counting it would keep a tenth of
+	// the batch's Droplets warm for half an hour after it.
+	spikeMin := p.params.floatOr("profile_min", 6)
+	arrived, stillPending := 0.0, 0
+	count := func(b int, n float64) {
+		d := day()
+		unforeseen := n
+		if want := st.expected(b); want >= spikeMin {
+			unforeseen -= min(n, max(want-d.counts[b], 0))
+		}
+		d.counts[b] += n
+		arrived += unforeseen
+		st.foreseen += n - unforeseen
+	}
 	ids := make(map[int64]bool, len(pending))
 	for _, j := range pending {
 		ids[j.ID] = true
@@ -411,12 +437,11 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 			stillPending++
 			continue
 		}
-		arrived++
 		b := minuteOfDay(j.QueuedAt)
 		if j.QueuedAt.Before(minute) {
 			b = minuteOfDay(now) // its own minute is already folded
 		}
-		day().counts[b]++
+		count(b, 1)
 	}
 	started := 0
 	jobs := make(map[int]int, len(ds))
@@ -430,13 +455,12 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		}
 	}
 	if unseen := started - max(len(st.pendingIDs)-stillPending, 0); unseen > 0 {
-		arrived += unseen
-		day().counts[minuteOfDay(now)] += float64(unseen)
+		count(minuteOfDay(now), float64(unseen))
 	}
 	st.jobs = jobs
 	st.pendingIDs = ids
 	st.at = now
-	st.rate += float64(arrived) / tau
+	st.rate += arrived / tau
 }
 
 // warmSlots is how many slots to keep warm, the larger of two estimates:

@@ -388,3 +388,55 @@ func TestShoalCountsAJobOnceWhateverItsQueueTime(t *testing.T) {
 		t.Fatalf("arrivals/min = %v, want %v: the same 5 jobs were counted again", ps.ArrivalsPerMinute, want)
 	}
 }
+
+// A spike the time of day foresaw (a nightly batch) says nothing of the rate
+// to come: it does not raise the arrival rate, and the Droplets its jobs
+// leave idle go at once instead of lingering a boot. The same spike
+// unforeseen, on the first night, raises the rate and its Droplets linger.
+func TestShoalForeseenSpike(t *testing.T) {
+	pol := mustPolicy(t, "shoal", policy.Params{"warm": 1})
+	set := settings(nil)
+	set.MaxInstances = 300
+	night1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	decide := func(st policy.State, at time.Time, pending []policy.Job, ds []policy.Droplet) ([]policy.Decision, policy.State) {
+		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
+			Pools: []policy.Pool{{Settings: set, Pending: pending, Droplets: ds}}}, st)
+	}
+	// At 02:08 the batch's 20 Droplets (made 01:58, ready after 90 s): 15
+	// still run their job, 5 have been idle 30 s, less than a boot.
+	fleetAt := func(at time.Time) []policy.Droplet {
+		var ds []policy.Droplet
+		for i := range 20 {
+			d := policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: at.Add(-2 * time.Minute),
+				ReadyAt: at.Add(-30 * time.Second), JobsDone: 1, LastJobFinishedAt: at.Add(7*time.Minute + 30*time.Second)}
+			if i < 15 {
+				d.RunningJobs, d.JobsDone, d.LastJobFinishedAt = 1, 0, time.Time{}
+			}
+			ds = append(ds, d)
+		}
+		return ds
+	}
+	var st policy.State
+	for night, want := range []struct {
+		rate      float64 // arrivals per minute just after the batch
+		decisions string
+	}{
+		{rate: 2, decisions: ""},
+		{rate: 0, decisions: "delete 16, delete 17, delete 18, delete 19, delete 20"},
+	} {
+		at := night1.Add(time.Duration(night) * 24 * time.Hour)
+		_, st = decide(st, at.Add(5*time.Second), jobs(20, at), nil)
+		if ps, _ := st.ShoalPool("docker"); math.Abs(ps.ArrivalsPerMinute-want.rate) > 0.01 {
+			t.Errorf("night %d: %.2f arrivals/min after the batch, want %.0f", night+1, ps.ArrivalsPerMinute, want.rate)
+		}
+		var ds []policy.Decision
+		ds, st = decide(st, at.Add(8*time.Minute), nil, fleetAt(at))
+		if got := summary(ds); got != want.decisions {
+			t.Fatalf("night %d at 02:08: %q, want %q\n%v", night+1, got, want.decisions, ds)
+		}
+		if want.decisions != "" && !strings.Contains(ds[0].Reason, "the spike the time of day foresaw has come") {
+			t.Errorf("reason should say why it does not linger: %s", ds[0].Reason)
+		}
+		_, st = decide(st, at.Add(time.Hour), nil, nil)
+	}
+}
