@@ -39,10 +39,10 @@ type Config struct {
 	// GroupRefresh is how long a group's project list is reused before it is
 	// read again. Default 5 minutes.
 	GroupRefresh time.Duration
-	// CreatedEvery is how long Snapshot.Created is reused before it is read
-	// again (default 1 minute), unless a pipeline it has not seen has jobs
-	// pending: stages change over minutes, and each read is one more listing
-	// per project.
+	// CreatedEvery is how long Snapshot.Created is kept before every project
+	// is read again (default 1 minute). In between only the pipelines that
+	// moved are read: stages change over minutes, and each project read is
+	// one more listing of all its pipelines' next stages.
 	CreatedEvery time.Duration
 }
 
@@ -129,8 +129,9 @@ type Snapshot struct {
 	PendingByTags map[string][]PendingJob
 	// Created are the created jobs of each pipeline's next stage in the
 	// watched projects (read up to MaxPending per project): the stage to come.
-	// The list is read at most every CreatedEvery, and at once when a pipeline
-	// it has not seen has jobs pending or a stage it lists has begun.
+	// Every project is read at most every CreatedEvery; in between, a
+	// pipeline is read at once when it is new with jobs pending or a stage
+	// it lists has begun.
 	Created []CreatedJob
 	// RunningBySystemID lists each manager's running jobs; every manager of
 	// Managers has an entry, empty when idle.
@@ -297,24 +298,17 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	}
 }
 
-// created returns the created jobs of each pipeline's next stage, read again
-// when the last read is older than CreatedEvery, a pipeline it has not seen
-// has jobs pending (what follows its first stage?), or one of the jobs it
-// lists is pending (that stage has begun: what follows it?).
+// created returns the created jobs of each pipeline's next stage. Every
+// project is read when the last such read is CreatedEvery old. In between,
+// only the pipelines that moved are read again: one it has not seen with
+// jobs pending (what follows its first stage?), and one whose listed stage
+// has begun (what follows it?). A pipeline's read is a few jobs, where the
+// project's is every pipeline's next stage.
 func (s *Source) created(ctx context.Context, projects []int64, pending []PendingJob, now time.Time) ([]CreatedJob, error) {
-	stale := s.createdAt.IsZero() || now.Sub(s.createdAt) >= s.cfg.CreatedEvery
-	isPending := make(map[int64]bool, len(pending))
-	for _, j := range pending {
-		isPending[j.ID] = true
-		stale = stale || !s.seenPipelines[j.PipelineID]
-	}
-	for _, j := range s.lastCreated {
-		stale = stale || isPending[j.ID]
-	}
-	if stale {
+	if s.createdAt.IsZero() || now.Sub(s.createdAt) >= s.cfg.CreatedEvery {
 		var all []CreatedJob
 		for _, pid := range projects {
-			jobs, err := s.createdJobs(ctx, pid)
+			jobs, err := s.createdJobs(ctx, pid, 0)
 			if err != nil {
 				return nil, err
 			}
@@ -328,8 +322,45 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 		for _, j := range all {
 			s.seenPipelines[j.PipelineID] = true
 		}
+		return all, nil
 	}
-	return s.lastCreated, nil
+
+	type pipeline struct{ project, id int64 }
+	var moved []pipeline
+	isMoved := map[int64]bool{}
+	move := func(project, id int64) {
+		if !isMoved[id] {
+			isMoved[id] = true
+			moved = append(moved, pipeline{project, id})
+		}
+	}
+	isPending := make(map[int64]bool, len(pending))
+	for _, j := range pending {
+		isPending[j.ID] = true
+		if !s.seenPipelines[j.PipelineID] {
+			move(j.ProjectID, j.PipelineID)
+		}
+	}
+	for _, j := range s.lastCreated {
+		if isPending[j.ID] {
+			move(j.ProjectID, j.PipelineID)
+		}
+	}
+	if len(moved) == 0 {
+		return s.lastCreated, nil
+	}
+	// A new slice: the last one may still be held by an earlier Snapshot.
+	next := slices.DeleteFunc(slices.Clone(s.lastCreated), func(j CreatedJob) bool { return isMoved[j.PipelineID] })
+	for _, p := range moved {
+		jobs, err := s.createdJobs(ctx, p.project, p.id)
+		if err != nil {
+			return nil, err
+		}
+		next = append(next, jobs...)
+		s.seenPipelines[p.id] = true
+	}
+	s.lastCreated = next
+	return next, nil
 }
 
 // createdJob is the part of GitLab's job entity read for Snapshot.Created:
@@ -345,14 +376,19 @@ type createdJob struct {
 }
 
 // createdJobs lists the created jobs of each pipeline's next stage in a
-// project (reading up to MaxPending created jobs). GitLab creates a pipeline's
-// jobs stage by stage, so the next stage is the one of its lowest-numbered
-// created job; the stages after it need nothing yet.
-func (s *Source) createdJobs(ctx context.Context, pid int64) ([]CreatedJob, error) {
+// project, or in one of its pipelines when pipeline is not 0 (reading up to
+// MaxPending created jobs). GitLab creates a pipeline's jobs stage by stage,
+// so the next stage is the one of its lowest-numbered created job; the stages
+// after it need nothing yet.
+func (s *Source) createdJobs(ctx context.Context, pid, pipeline int64) ([]CreatedJob, error) {
 	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Scope: &[]gitlab.BuildStateValue{gitlab.Created}}
-	page, err := readPages[createdJob](ctx, s.c, fmt.Sprintf("projects/%d/jobs", pid), opt, &opt.Page, s.maxPending())
+	path, what := fmt.Sprintf("projects/%d/jobs", pid), fmt.Sprintf("project %d", pid)
+	if pipeline != 0 {
+		path, what = fmt.Sprintf("projects/%d/pipelines/%d/jobs", pid, pipeline), fmt.Sprintf("pipeline %d of project %d", pipeline, pid)
+	}
+	page, err := readPages[createdJob](ctx, s.c, path, opt, &opt.Page, s.maxPending())
 	if err != nil {
-		return nil, fmt.Errorf("list created jobs of project %d: %w", pid, err)
+		return nil, fmt.Errorf("list created jobs of %s: %w", what, err)
 	}
 	first := map[int64]createdJob{} // per pipeline, its lowest-numbered created job
 	for _, j := range page {

@@ -329,15 +329,19 @@ func TestSnapshotWithoutRunnerManager(t *testing.T) {
 	}
 }
 
-// Created lists each pipeline's next stage only. It is read again when the
-// last read is a minute old, a new pipeline has jobs pending, or a stage it
-// lists has begun.
+// Created lists each pipeline's next stage only. Every project is read
+// again when the last read is a minute old; in between, a pipeline is read
+// when it is new with jobs pending or a stage it lists has begun.
 func TestSnapshotCreatedJobs(t *testing.T) {
 	w := newWorld(t)
-	reads := 0
+	var reads []string // "project" or "pipeline N"
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if slices.Contains(r.URL.Query()["scope[]"], "created") {
-			reads++
+			if _, pl, ok := strings.Cut(r.URL.Path, "/pipelines/"); ok {
+				reads = append(reads, "pipeline "+strings.TrimSuffix(pl, "/jobs"))
+			} else {
+				reads = append(reads, "project")
+			}
 		}
 		w.gl.ServeHTTP(rw, r)
 	}))
@@ -362,7 +366,7 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 		}
 		return ref
 	}
-	look := func(wantReads int, want ...int64) {
+	look := func(wantReads []string, want ...int64) {
 		t.Helper()
 		snap, err := src.Snapshot(context.Background())
 		if err != nil {
@@ -374,19 +378,20 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 		}
 		slices.Sort(got)
 		slices.Sort(want)
-		if !slices.Equal(got, want) || reads != wantReads {
-			t.Fatalf("at %s: created %v after %d reads, want %v after %d", w.clk.Since(start), got, reads, want, wantReads)
+		if !slices.Equal(got, want) || !slices.Equal(reads, wantReads) {
+			t.Fatalf("at %s: created %v after reads %q, want %v after %q", w.clk.Since(start), got, reads, want, wantReads)
 		}
 	}
 	a := threeStages()
 	aBuild := a.JobIDs[1]
-	look(1, aBuild...) // the builds, not the deploy
+	look([]string{"project"}, aBuild...) // the builds, not the deploy
 	w.clk.Advance(10 * time.Second)
-	look(1, aBuild...) // nothing new: the last read stands
+	look([]string{"project"}, aBuild...) // nothing new: the last read stands
 	b := threeStages()
-	look(2, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // b's test is pending: read again
+	bPipeline := fmt.Sprint("pipeline ", b.ID)
+	look([]string{"project", bPipeline}, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // b's test is pending: b is read
 	w.clk.Advance(time.Minute)
-	look(3, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // a minute old: read again
+	look([]string{"project", bPipeline, "project"}, append(slices.Clone(aBuild), b.JobIDs[1]...)...) // a minute old: all is read
 
 	// One slot: a's test runs and ends, and its builds are pending: the stage
 	// has begun, so the list is read again and has a's deploy instead.
@@ -394,7 +399,7 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.clk.Advance(40 * time.Second)
-	look(4, append(slices.Clone(a.JobIDs[2]), b.JobIDs[1]...)...)
+	look([]string{"project", bPipeline, "project", fmt.Sprint("pipeline ", a.ID)}, append(slices.Clone(a.JobIDs[2]), b.JobIDs[1]...)...)
 }
 
 // MaxPending caps the pending queue only: every manager and every running job
