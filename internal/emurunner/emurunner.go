@@ -7,8 +7,9 @@
 //
 // Pools whose runners accept jobs before they have a machine for them
 // (docker+machine with IdleCount = 0) get one more manager, the pool's
-// acceptor: it takes pending jobs up to the pool's limit, and hands each to a
-// Droplet's runner when one is up with a free slot; the job waits the boot.
+// acceptor: it takes pending jobs while the pool's runners hold fewer than the
+// pool's limit, and hands each to a Droplet's runner when one is up with a
+// free slot; the job waits the boot.
 package emurunner
 
 import (

@@ -468,6 +468,7 @@ func (s *Server) complete(j *job, status, failure string) {
 	}
 	if m := j.manager; m != nil {
 		m.running = slices.DeleteFunc(m.running, func(x *job) bool { return x == j })
+		m.runner.running--
 	}
 	s.emit(j)
 

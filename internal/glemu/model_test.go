@@ -434,6 +434,30 @@ func TestConcurrentGoAPI(t *testing.T) {
 	}
 }
 
+// An acceptor's capacity is its runner's limit (docker+machine's limit): the
+// jobs handed over to machines still count against it until they finish.
+func TestAcceptorLimitCountsJobsOnMachines(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(5, time.Minute, "docker")}}))
+	check(t, s.RegisterManager(r.Token, "acceptor", glemu.ManagerOptions{Capacity: 2, Booting: true}))
+	check(t, s.RegisterManager(r.Token, "machine", glemu.ManagerOptions{Capacity: 4}))
+	check(t, s.Pause(r.Token, "machine"))
+	clk.Advance(glemu.DefaultCheckInterval)
+	if n, _ := s.Handover(r.Token, "acceptor", "machine"); n != 2 {
+		t.Fatalf("handover moved %d, want the 2 accepted", n)
+	}
+	clk.Advance(30 * time.Second) // the acceptor polls ten times meanwhile
+	if c := s.Counts(); c.Running != 2 || c.Pending != 3 {
+		t.Fatalf("counts = %+v: with 2 jobs on the machine the limit of 2 is reached, want 2 running and 3 pending", c)
+	}
+	clk.Advance(30*time.Second + glemu.DefaultCheckInterval) // the two finish: room for two more
+	if c := s.Counts(); c.Running != 2 || c.Pending != 1 || c.Success != 2 {
+		t.Fatalf("counts = %+v, want 2 done, 2 accepted, 1 pending", c)
+	}
+}
+
 func TestHandoverRunsAcceptedJobsOnAReadyMachine(t *testing.T) {
 	s, clk := newEmu(t)
 	pid := must[int64](t)(s.AddProject("app", 0))

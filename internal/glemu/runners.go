@@ -25,6 +25,7 @@ type runner struct {
 	createdAt   time.Time
 	covers      map[*tagSet]bool // cache: may this runner take jobs with these tags?
 	managers    int              // registered managers
+	running     int              // jobs its managers hold, together
 	history     []*job           // every job it took, in order
 }
 
@@ -119,7 +120,9 @@ type ManagerOptions struct {
 	// Booting registers the manager in acceptance mode: it takes jobs up to its
 	// capacity at once, but their scripts start only when SetReady is called.
 	// This is docker+machine with IdleCount = 0, which accepts a job and then
-	// creates the machine to run it on.
+	// creates the machine to run it on. Its capacity is then the runner's
+	// limit: it takes a job only while all the runner's managers together hold
+	// fewer, as docker+machine's one process runs every machine's jobs.
 	Booting bool
 }
 
@@ -330,7 +333,13 @@ func phase(systemID string, interval time.Duration) time.Duration {
 	return time.Duration(h.Sum64()%uint64(interval/unit)) * unit
 }
 
-func (m *manager) hungry() bool { return !m.paused && len(m.running) < m.capacity }
+func (m *manager) hungry() bool {
+	held := len(m.running)
+	if m.booting {
+		held = m.runner.running // see ManagerOptions.Booting
+	}
+	return !m.paused && held < m.capacity
+}
 
 // nextTick is the manager's first tick at or after now (both measured from
 // the epoch) at which it has not polled yet. Plain durations, not time.Time:
@@ -465,6 +474,7 @@ func (s *Server) take(m *manager) {
 		j.startedAt = now
 		j.manager = m
 		m.running = append(m.running, j)
+		m.runner.running++
 		m.runner.history = append(m.runner.history, j)
 		pl := j.pipeline
 		if pl.status != StatusRunning {
