@@ -313,3 +313,46 @@ func TestBudgetStopsRetries(t *testing.T) {
 		t.Fatalf("%d requests sent, budget 3", n)
 	}
 }
+
+// A create the budget stops before it is sent has made nothing: it neither
+// looks for Droplets by name nor says the caller should.
+func TestBudgetStoppedCreateMadeNothing(t *testing.T) {
+	f := newFixture(t, doemu.Options{})
+	made, err := f.cloud.CreateDroplets(cloud.WithBudget(context.Background(), func() bool { return false }), spec, names("b", 3))
+	if len(made) != 0 || !errors.Is(err, cloud.ErrBudget) {
+		t.Fatalf("made %d, err %v; want none and ErrBudget", len(made), err)
+	}
+	if n := f.emu.Stats().Requests; n != 0 {
+		t.Fatalf("%d requests sent with no budget", n)
+	}
+	if cloud.MayHaveTakenEffect(err) {
+		t.Fatalf("MayHaveTakenEffect(%v) = true for a create never sent", err)
+	}
+}
+
+func TestMayHaveTakenEffect(t *testing.T) {
+	ctx := context.Background()
+	failing := newFixture(t, doemu.Options{Faults: doemu.Faults{ErrorRate: 1}})
+	serverErr := failing.run(t, func(ctx context.Context) error { _, err := failing.cloud.Account(ctx); return err })
+	f := newFixture(t, doemu.Options{})
+	_, refused := f.cloud.DropletAction(ctx, 42, "explode")
+	gone, _ := cloud.New(cloud.Config{Token: doemutest.Token, APIURL: "http://127.0.0.1:1", Clock: f.clock})
+	noAnswer := f.run(t, func(ctx context.Context) error { _, err := gone.Account(ctx); return err })
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no error", nil, false},
+		{"server error", serverErr, true},
+		{"refused", refused, false},
+		{"no answer", noAnswer, true},
+		{"timed out", fmt.Errorf("create: %w", context.DeadlineExceeded), true},
+		{"stopped by the budget", fmt.Errorf("create: %w", cloud.ErrBudget), false},
+		{"budget after a server error", fmt.Errorf("%w: %w", cloud.ErrBudget, serverErr), true},
+	} {
+		if got := cloud.MayHaveTakenEffect(tc.err); got != tc.want {
+			t.Errorf("%s: MayHaveTakenEffect(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -166,9 +167,20 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
+// isTransport: no answer came (a connection error, a lost response). A call
+// the rate budget stopped was never sent, and a cancelled one is the caller's.
 func isTransport(err error) bool {
 	var ae *APIError
-	return !errors.As(err, &ae) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !errors.As(err, &ae) && !errors.Is(err, ErrBudget) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// MayHaveTakenEffect reports whether a failed request may have been carried
+// out all the same: DigitalOcean answered with a server error, or its answer
+// never came (a lost response, a timeout). A 4xx was refused, and a request
+// the rate budget stopped was never sent.
+func MayHaveTakenEffect(err error) bool {
+	var sent *url.Error // what net/http returns when the round trip failed
+	return errors.Is(err, ErrServer) || errors.As(err, &sent) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (d *DO) noteRate(resp *godo.Response) {

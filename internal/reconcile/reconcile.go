@@ -481,8 +481,7 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 		} else {
 			rep.Problems = append(rep.Problems, err)
 		}
-		var apiErr *cloud.APIError
-		if errors.Is(err, cloud.ErrServer) || !errors.As(err, &apiErr) {
+		if cloud.MayHaveTakenEffect(err) {
 			// The Droplets may exist though no answer said so (a 5xx, a lost
 			// response, a timeout): list the fleet before the next decision
 			// rather than trust the cache and create them again.
