@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -330,14 +332,78 @@ func TestBudgetStoppedCreateMadeNothing(t *testing.T) {
 	}
 }
 
+// interpose serves the emulator behind intercept, which answers a request
+// itself by returning true, and returns a client of it.
+func interpose(t *testing.T, f *fixture, intercept func(w http.ResponseWriter, r *http.Request) bool) *cloud.DO {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !intercept(w, r) {
+			f.emu.Server.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := cloud.New(cloud.Config{Token: doemutest.Token, APIURL: srv.URL, Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func isCreate(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Path == "/v2/droplets"
+}
+
 func TestMayHaveTakenEffect(t *testing.T) {
 	ctx := context.Background()
 	failing := newFixture(t, doemu.Options{Faults: doemu.Faults{ErrorRate: 1}})
 	serverErr := failing.run(t, func(ctx context.Context) error { _, err := failing.cloud.Account(ctx); return err })
 	f := newFixture(t, doemu.Options{})
-	_, refused := f.cloud.DropletAction(ctx, 42, "explode")
+	_, notFound := f.cloud.GetDroplet(ctx, 42)
+	_, invalid := f.cloud.DropletAction(ctx, 42, "explode")
 	gone, _ := cloud.New(cloud.Config{Token: doemutest.Token, APIURL: "http://127.0.0.1:1", Clock: f.clock})
 	noAnswer := f.run(t, func(ctx context.Context) error { _, err := gone.Account(ctx); return err })
+
+	// A create DigitalOcean carried out, whose answer was cut off, and the
+	// lookup by name after it refused.
+	cut := interpose(t, f, func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case isCreate(r):
+			rec := httptest.NewRecorder()
+			f.emu.Server.ServeHTTP(rec, r)
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+		case r.Method == http.MethodGet:
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"id":"forbidden","message":"You do not have access for the attempted action."}`))
+		default:
+			return false
+		}
+		return true
+	})
+	_, cutOff := cut.CreateDroplets(ctx, spec, names("cut", 2))
+
+	// A create answered 500 (made or not, nobody knows), whose retry the
+	// budget stopped after the lookup found nothing.
+	failedOnce := false
+	flaky := interpose(t, f, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isCreate(r) || failedOnce {
+			return false
+		}
+		failedOnce = true
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"id":"server_error","message":"Server Error"}`))
+		return true
+	})
+	allowed := 2 // the create and the lookup
+	retryStopped := f.run(t, func(ctx context.Context) error {
+		_, err := flaky.CreateDroplets(cloud.WithBudget(ctx, func() bool { allowed--; return allowed >= 0 }), spec, names("flaky", 2))
+		return err
+	})
+	if !errors.Is(retryStopped, cloud.ErrBudget) {
+		t.Fatalf("the retry was not stopped by the budget: %v", retryStopped)
+	}
+	_, budgetOnly := f.cloud.CreateDroplets(cloud.WithBudget(ctx, func() bool { return false }), spec, names("b", 1))
+
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -345,11 +411,13 @@ func TestMayHaveTakenEffect(t *testing.T) {
 	}{
 		{"no error", nil, false},
 		{"server error", serverErr, true},
-		{"refused", refused, false},
+		{"not found", notFound, false},
+		{"invalid, never sent", invalid, false},
 		{"no answer", noAnswer, true},
+		{"answer cut off", cutOff, true},
 		{"timed out", fmt.Errorf("create: %w", context.DeadlineExceeded), true},
-		{"stopped by the budget", fmt.Errorf("create: %w", cloud.ErrBudget), false},
-		{"budget after a server error", fmt.Errorf("%w: %w", cloud.ErrBudget, serverErr), true},
+		{"stopped by the budget", budgetOnly, false},
+		{"retry stopped by the budget after a server error", retryStopped, true},
 	} {
 		if got := cloud.MayHaveTakenEffect(tc.err); got != tc.want {
 			t.Errorf("%s: MayHaveTakenEffect(%v) = %v, want %v", tc.name, tc.err, got, tc.want)

@@ -46,6 +46,7 @@ func (d *DO) CreateDroplets(ctx context.Context, spec DropletSpec, names []strin
 func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) ([]Droplet, error) {
 	var made []Droplet
 	pending := slices.Clone(names)
+	var uncertain error // the last answer that may have made Droplets anyway
 	for attempt := 0; ; attempt++ {
 		var got []godo.Droplet
 		err := d.call(ctx, false, func() (*godo.Response, error) {
@@ -54,6 +55,10 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 			got, resp, err = d.postDroplets(ctx, spec, pending)
 			return resp, err
 		})
+		if errors.Is(err, ErrBudget) && uncertain != nil {
+			// A retry the budget stopped: the try before may still have made them.
+			return made, fmt.Errorf("create droplets %v: %w", pending, budgetStop(uncertain))
+		}
 		if err == nil {
 			for i := range got {
 				made = append(made, toDroplet(&got[i]))
@@ -63,6 +68,7 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 		if !errors.Is(err, ErrServer) && !isTransport(err) {
 			return made, fmt.Errorf("create droplets %v: %w", pending, err)
 		}
+		uncertain = err
 		// Made or not? Look, on the last attempt too: what exists is made.
 		found, lerr := d.findByName(ctx, spec.Tags, pending)
 		if lerr != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -125,10 +124,7 @@ func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Respons
 	var last error
 	for attempt := 0; ; attempt++ {
 		if allow != nil && !allow() {
-			if last != nil {
-				return fmt.Errorf("%w: %w", ErrBudget, last)
-			}
-			return ErrBudget
+			return budgetStop(last)
 		}
 		d.requests.Add(1)
 		resp, err := fn()
@@ -174,13 +170,41 @@ func isTransport(err error) bool {
 	return !errors.As(err, &ae) && !errors.Is(err, ErrBudget) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
+// budgetError is ErrBudget, and the error of the try before, if one failed.
+type budgetError struct{ before error }
+
+func (e *budgetError) Error() string {
+	if e.before == nil {
+		return ErrBudget.Error()
+	}
+	return ErrBudget.Error() + ": " + e.before.Error()
+}
+func (e *budgetError) Is(target error) bool { return target == ErrBudget }
+func (e *budgetError) Unwrap() error        { return e.before }
+
+// budgetStop is the error of a call the budget stopped; before is the error of
+// the try before it, or nil when nothing was sent.
+func budgetStop(before error) error { return &budgetError{before: before} }
+
 // MayHaveTakenEffect reports whether a failed request may have been carried
-// out all the same: DigitalOcean answered with a server error, or its answer
-// never came (a lost response, a timeout). A 4xx was refused, and a request
-// the rate budget stopped was never sent.
+// out all the same: DigitalOcean answered with a server error, or no whole
+// answer came (a lost or cut-off response, a timeout). Refused requests (an
+// API error below 500) were not, and neither was a request the rate budget
+// stopped before it was sent.
 func MayHaveTakenEffect(err error) bool {
-	var sent *url.Error // what net/http returns when the round trip failed
-	return errors.Is(err, ErrServer) || errors.As(err, &sent) || errors.Is(err, context.DeadlineExceeded)
+	var api *APIError
+	var budget *budgetError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &api):
+		return errors.Is(err, ErrServer)
+	case errors.As(err, &budget):
+		return budget.before != nil && MayHaveTakenEffect(budget.before)
+	case errors.Is(err, ErrInvalid):
+		return false // refused before it was sent
+	}
+	return true
 }
 
 func (d *DO) noteRate(resp *godo.Response) {
