@@ -353,10 +353,16 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 	next := slices.DeleteFunc(slices.Clone(s.lastCreated), func(j CreatedJob) bool { return isMoved[j.PipelineID] })
 	for _, p := range moved {
 		jobs, err := s.createdJobs(ctx, p.project, p.id)
-		if err != nil {
+		switch {
+		case errors.Is(err, gitlab.ErrNotFound):
+			// Deleted since the pending jobs were read: nothing to come.
+		case err != nil:
+			// Nothing is kept: every moved pipeline is read again next time.
 			return nil, err
 		}
 		next = append(next, jobs...)
+	}
+	for _, p := range moved {
 		s.seenPipelines[p.id] = true
 	}
 	s.lastCreated = next

@@ -329,21 +329,14 @@ func TestSnapshotWithoutRunnerManager(t *testing.T) {
 	}
 }
 
-// Created lists each pipeline's next stage only. Every project is read
-// again when the last read is a minute old; in between, a pipeline is read
-// when it is new with jobs pending or a stage it lists has begun.
-func TestSnapshotCreatedJobs(t *testing.T) {
-	w := newWorld(t)
-	var reads []string // "project" or "pipeline N"
+// webSourceBehind returns a Source of the web project that reads GitLab
+// through intercept, which answers a request itself by returning true.
+func (w *world) webSourceBehind(t *testing.T, intercept func(http.ResponseWriter, *http.Request) bool) *demand.Source {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if slices.Contains(r.URL.Query()["scope[]"], "created") {
-			if _, pl, ok := strings.Cut(r.URL.Path, "/pipelines/"); ok {
-				reads = append(reads, "pipeline "+strings.TrimSuffix(pl, "/jobs"))
-			} else {
-				reads = append(reads, "project")
-			}
+		if !intercept(rw, r) {
+			w.gl.ServeHTTP(rw, r)
 		}
-		w.gl.ServeHTTP(rw, r)
 	}))
 	t.Cleanup(srv.Close)
 	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
@@ -354,6 +347,40 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return src
+}
+
+// createdIDs takes a Snapshot and returns the IDs of its created jobs, sorted.
+func createdIDs(t *testing.T, src *demand.Source) []int64 {
+	t.Helper()
+	snap, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, j := range snap.Created {
+		got = append(got, j.ID)
+	}
+	slices.Sort(got)
+	return got
+}
+
+// Created lists each pipeline's next stage only. Every project is read
+// again when the last read is a minute old; in between, a pipeline is read
+// when it is new with jobs pending or a stage it lists has begun.
+func TestSnapshotCreatedJobs(t *testing.T) {
+	w := newWorld(t)
+	var reads []string // "project" or "pipeline N"
+	src := w.webSourceBehind(t, func(rw http.ResponseWriter, r *http.Request) bool {
+		if slices.Contains(r.URL.Query()["scope[]"], "created") {
+			if _, pl, ok := strings.Cut(r.URL.Path, "/pipelines/"); ok {
+				reads = append(reads, "pipeline "+strings.TrimSuffix(pl, "/jobs"))
+			} else {
+				reads = append(reads, "project")
+			}
+		}
+		return false
+	})
 	// test (30 s) → build (1 min, two jobs) → deploy.
 	threeStages := func() glemu.PipelineRef {
 		ref, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
@@ -368,15 +395,7 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 	}
 	look := func(wantReads []string, want ...int64) {
 		t.Helper()
-		snap, err := src.Snapshot(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []int64
-		for _, j := range snap.Created {
-			got = append(got, j.ID)
-		}
-		slices.Sort(got)
+		got := createdIDs(t, src)
 		slices.Sort(want)
 		if !slices.Equal(got, want) || !slices.Equal(reads, wantReads) {
 			t.Fatalf("at %s: created %v after reads %q, want %v after %q", w.clk.Since(start), got, reads, want, wantReads)
@@ -400,6 +419,49 @@ func TestSnapshotCreatedJobs(t *testing.T) {
 	}
 	w.clk.Advance(40 * time.Second)
 	look([]string{"project", bPipeline, "project", fmt.Sprint("pipeline ", a.ID)}, append(slices.Clone(a.JobIDs[2]), b.JobIDs[1]...)...)
+}
+
+// A failed read of one moved pipeline loses no other: the next Snapshot reads
+// them all again. A pipeline deleted meanwhile (404) has nothing to come.
+func TestSnapshotCreatedJobsAfterAFailedRead(t *testing.T) {
+	w := newWorld(t)
+	failPipeline, failStatus := "", 0
+	src := w.webSourceBehind(t, func(rw http.ResponseWriter, r *http.Request) bool {
+		if failPipeline == "" || !strings.Contains(r.URL.Path, "/pipelines/"+failPipeline+"/") {
+			return false
+		}
+		failPipeline = ""
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(failStatus)
+		fmt.Fprintf(rw, `{"message":"%d %s"}`, failStatus, http.StatusText(failStatus))
+		return true
+	})
+	twoStages := func() glemu.PipelineRef {
+		ref, err := w.gl.CreatePipeline(w.web, []glemu.StageSpec{
+			{Name: "test", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}}},
+			{Name: "build", Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	if _, err := src.Snapshot(context.Background()); err != nil { // the first, full read
+		t.Fatal(err)
+	}
+	b, cp := twoStages(), twoStages()
+	failPipeline, failStatus = fmt.Sprint(cp.ID), http.StatusInternalServerError
+	if _, err := src.Snapshot(context.Background()); err == nil {
+		t.Fatal("a failed read of a pipeline's created jobs gave no error")
+	}
+	if got, want := createdIDs(t, src), []int64{b.JobIDs[1][0], cp.JobIDs[1][0]}; !slices.Equal(got, want) {
+		t.Fatalf("created %v after a failed read, want both builds %v", got, want)
+	}
+	d := twoStages()
+	failPipeline, failStatus = fmt.Sprint(d.ID), http.StatusNotFound
+	if got, want := createdIDs(t, src), []int64{b.JobIDs[1][0], cp.JobIDs[1][0]}; !slices.Equal(got, want) {
+		t.Fatalf("created %v with a pipeline gone, want the other two builds %v", got, want)
+	}
 }
 
 // MaxPending caps the pending queue only: every manager and every running job
