@@ -77,12 +77,14 @@ type shoalPool struct {
 	pendingIDs map[int64]bool // the pending jobs at the last look (never modified: replaced)
 	rate       float64        // arrivals per second, exponentially decayed
 	// foreseen counts the arrivals of a spike the profile foresaw, less the
-	// slots released at once since (decayed over an hour, the longest CI
-	// job): when its jobs end, their Droplets go without lingering, because
-	// the profile expects nothing after the spike and the rate ignores it.
-	foreseen float64
-	jobs       map[int]int    // running + done per Droplet at the last look (never modified: replaced)
-	boot       time.Duration
+	// slots released at once since; it lapses an hour (the longest CI job)
+	// after the last of them. When the spike's jobs end, that many idle slots
+	// go without lingering if the profile expects nothing more soon: the rate
+	// ignores the spike, and the profile says it is over.
+	foreseen      float64
+	foreseenUntil time.Time
+	jobs          map[int]int // running + done per Droplet at the last look (never modified: replaced)
+	boot          time.Duration
 	// day is the time-of-day profile. It is shared with the State it was
 	// copied from until learn changes it (it changes at most once a minute
 	// and on arrivals; the state is copied on every Decide). folded marks the
@@ -127,6 +129,29 @@ func (st *shoalPool) expected(b int) float64 {
 		return 0
 	}
 	return st.day.profile[b] / st.day.weight[b]
+}
+
+// spikeAt is how far minute b of the day rises above the hour around it
+// (the mean of the 30 minutes on each side): a spike such as a nightly batch,
+// not a busy time of day, which the rate follows.
+func (st *shoalPool) spikeAt(b int) float64 {
+	const side = 30
+	around := 0.0
+	for k := 1; k <= side; k++ {
+		around += st.expected((b+k)%profileBuckets) + st.expected((b-k+profileBuckets)%profileBuckets)
+	}
+	return st.expected(b) - around/(2*side)
+}
+
+// expectedWithin is the arrivals the profile still expects from now until d
+// later: the rest of this minute and the minutes that begin before then.
+func (st *shoalPool) expectedWithin(now time.Time, d time.Duration) float64 {
+	b := minuteOfDay(now)
+	sum := max(st.expected(b)-st.counted(b), 0)
+	for m := now.Truncate(time.Minute).Add(time.Minute); m.Before(now.Add(d)); m = m.Add(time.Minute) {
+		sum += st.expected(minuteOfDay(m))
+	}
+	return sum
 }
 
 // counted is the arrivals counted so far in minute b of the day, not yet folded in.
@@ -281,6 +306,10 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 	}
 	margin := p.params.durOr("hour_margin", 2*time.Minute)
 
+	// After a foreseen spike, its idle slots go at once while the profile
+	// expects fewer than profile_min jobs over the linger to come.
+	spikeOver := st.foreseen > 0 && st.expectedWithin(now, linger) < p.params.floatOr("profile_min", 6)
+
 	type cand struct {
 		d    *Droplet
 		free int
@@ -333,7 +362,7 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				why = fmt.Sprintf("idle, %d surplus slots, and its paid hour ends in %s", surplus, secs(left))
 			default:
 				idle := now.Sub(d.idleSince())
-				spike := idle < linger && st.foreseen >= float64(c.free)
+				spike := idle < linger && st.foreseen >= float64(c.free) && spikeOver
 				if idle < linger && !spike {
 					continue
 				}
@@ -411,24 +440,29 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	if !st.at.IsZero() {
 		if dt := now.Sub(st.at).Seconds(); dt > 0 {
 			st.rate *= math.Exp(-dt / tau)
-			st.foreseen *= math.Exp(-dt / time.Hour.Seconds())
 		}
 	}
 	// An arrival in a minute the profile expected a spike in, up to the
 	// spike's size, is the spike coming as forecast (a nightly batch): it
 	// says nothing of the rate to come, and counting it would keep a tenth of
 	// the batch's Droplets warm for half an hour after it.
+	if now.After(st.foreseenUntil) {
+		st.foreseen = 0
+	}
 	spikeMin := p.params.floatOr("profile_min", 6)
 	arrived, stillPending := 0.0, 0
 	count := func(b int, n float64) {
 		d := day()
 		unforeseen := n
-		if want := st.expected(b); want >= spikeMin {
-			unforeseen -= min(n, max(want-d.counts[b], 0))
+		if spike := st.spikeAt(b); spike >= spikeMin {
+			unforeseen -= min(n, max(spike-d.counts[b], 0))
 		}
 		d.counts[b] += n
 		arrived += unforeseen
-		st.foreseen += n - unforeseen
+		if n > unforeseen {
+			st.foreseen += n - unforeseen
+			st.foreseenUntil = now.Add(time.Hour)
+		}
 	}
 	ids := make(map[int64]bool, len(pending))
 	for _, j := range pending {

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -402,15 +403,20 @@ func TestShoalForeseenSpike(t *testing.T) {
 		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
 			Pools: []policy.Pool{{Settings: set, Pending: pending, Droplets: ds}}}, st)
 	}
-	// At 02:08 the batch's 20 Droplets (made 01:58, ready after 90 s): 15
-	// still run their job, 5 have been idle 30 s, less than a boot.
+	// At 02:08, the batch's 20 Droplets (made 01:58, ready after 90 s): 15
+	// still run their job, 5 have been idle 30 s, less than a boot. And 20
+	// more, made at 02:06 for nothing, just as idle.
 	fleetAt := func(at time.Time) []policy.Droplet {
 		var ds []policy.Droplet
-		for i := range 20 {
-			d := policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: at.Add(-2 * time.Minute),
-				ReadyAt: at.Add(-30 * time.Second), JobsDone: 1, LastJobFinishedAt: at.Add(7*time.Minute + 30*time.Second)}
-			if i < 15 {
-				d.RunningJobs, d.JobsDone, d.LastJobFinishedAt = 1, 0, time.Time{}
+		for i := range 40 {
+			d := policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: at.Add(-2 * time.Minute), ReadyAt: at.Add(-30 * time.Second)}
+			switch {
+			case i < 15:
+				d.RunningJobs = 1
+			case i < 20:
+				d.JobsDone, d.LastJobFinishedAt = 1, at.Add(7*time.Minute+30*time.Second)
+			default:
+				d.CreatedAt, d.ReadyAt = at.Add(6*time.Minute), at.Add(7*time.Minute+30*time.Second)
 			}
 			ds = append(ds, d)
 		}
@@ -422,7 +428,8 @@ func TestShoalForeseenSpike(t *testing.T) {
 		decisions string
 	}{
 		{rate: 2, decisions: ""},
-		{rate: 0, decisions: "delete 16, delete 17, delete 18, delete 19, delete 20"},
+		// As many slots as the batch brought jobs, no more.
+		{rate: 0, decisions: deletes(16, 35)},
 	} {
 		at := night1.Add(time.Duration(night) * 24 * time.Hour)
 		_, st = decide(st, at.Add(5*time.Second), jobs(20, at), nil)
@@ -438,5 +445,95 @@ func TestShoalForeseenSpike(t *testing.T) {
 			t.Errorf("reason should say why it does not linger: %s", ds[0].Reason)
 		}
 		_, st = decide(st, at.Add(time.Hour), nil, nil)
+	}
+}
+
+// deletes renders "delete from, …, delete to".
+func deletes(from, to int) string {
+	var parts []string
+	for id := from; id <= to; id++ {
+		parts = append(parts, fmt.Sprintf("delete %d", id))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// arrivals feeds a policy n new pending jobs at a time, seen 5 s after they
+// are queued, and keeps its State.
+type arrivals struct {
+	pol policy.Policy
+	set config.Settings
+	st  policy.State
+	id  int64
+}
+
+func (a *arrivals) arrive(at time.Time, n int) {
+	var pending []policy.Job
+	for range n {
+		a.id++
+		pending = append(pending, policy.Job{ID: a.id, Tags: []string{"docker"}, QueuedAt: at})
+	}
+	_, a.st = a.pol.Decide(policy.Snapshot{Now: at.Add(5 * time.Second), Billing: config.BillingPerSecond,
+		Pools: []policy.Pool{{Settings: a.set, Pending: pending}}}, a.st)
+}
+
+// A pool busy at the same hours every day is no spike: its arrivals count in
+// the rate, and its idle Droplets linger as usual.
+func TestShoalBusyHoursAreNoSpike(t *testing.T) {
+	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
+	pol, set := a.pol, a.set
+	day1 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for day := range 2 {
+		for m := range 30 { // 8 jobs a minute from 10:00 to 10:30
+			a.arrive(day1.Add(time.Duration(day)*24*time.Hour+time.Duration(m)*time.Minute), 8)
+		}
+	}
+	st := a.st
+	if ps, _ := st.ShoalPool("docker"); ps.ArrivalsPerMinute < 5 {
+		t.Fatalf("%.1f arrivals/min after half an hour of 8 a minute, as yesterday: the busy hour was taken for a spike", ps.ArrivalsPerMinute)
+	}
+	at := day1.Add(24*time.Hour + 30*time.Minute + 30*time.Second)
+	var ds []policy.Droplet
+	for i := range 20 {
+		ds = append(ds, policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: at.Add(-10 * time.Minute),
+			ReadyAt: at.Add(-8 * time.Minute), JobsDone: 1, LastJobFinishedAt: at.Add(-30 * time.Second)})
+	}
+	got, _ := pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: set, Droplets: ds}}}, st)
+	if s := summary(got); s != "" {
+		t.Fatalf("at 10:30:30 with 20 Droplets idle 30 s: %q, want them kept for a boot\n%v", s, got)
+	}
+}
+
+// After a foreseen spike, idle Droplets still linger when the time of day
+// expects more work soon, even work too thin to pre-warm for.
+func TestShoalSpikeLingersWhenMoreIsExpected(t *testing.T) {
+	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
+	arrive := a.arrive
+	night1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	for night := range 2 {
+		at := night1.Add(time.Duration(night) * 24 * time.Hour)
+		arrive(at, 20) // the batch
+		if night == 0 {
+			arrive(at.Add(8*time.Minute), 4) // and, the first night, some work after it
+			arrive(at.Add(9*time.Minute), 4)
+			arrive(at.Add(20*time.Minute), 0)
+		}
+	}
+	// Night 2, 02:07:50: 5 of the batch's Droplets idle for 30 s; the profile
+	// expects 8 jobs in the next 90 s, below profile_min in every minute.
+	night2 := night1.Add(24 * time.Hour)
+	at := night2.Add(7*time.Minute + 50*time.Second)
+	var ds []policy.Droplet
+	for i := range 20 {
+		d := policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: night2.Add(-2 * time.Minute), ReadyAt: night2.Add(-30 * time.Second)}
+		if i < 15 {
+			d.RunningJobs = 1
+		} else {
+			d.JobsDone, d.LastJobFinishedAt = 1, at.Add(-30*time.Second)
+		}
+		ds = append(ds, d)
+	}
+	got, _ := a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, a.st)
+	if s := summary(got); s != "" {
+		t.Fatalf("%q, want the idle Droplets kept for the work expected in the next 90 s\n%v", s, got)
 	}
 }
