@@ -168,18 +168,28 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	now := r.clock.Now()
 	rep.At = now
 	startReqs := r.cloud.Requests()
-	defer func() {
-		rep.Requests = int(r.cloud.Requests() - startReqs)
-		r.budget.record(now, rep.Requests)
-	}()
+	defer func() { rep.Requests = int(r.cloud.Requests() - startReqs) }()
 
-	// What the budget has left for this Step: shoal's share, less what the
-	// Step has spent, and no more than DigitalOcean's headers say is left.
+	// What the budget has left: shoal's share, and no more than DigitalOcean's
+	// headers say is left. A Step can take a while (retries wait), so both
+	// are read, and each request booked, at the moment it is sent.
 	left := func() int {
-		return min(r.budget.available(now)-int(r.cloud.Requests()-startReqs), r.reportedLeft(now))
+		t := r.clock.Now()
+		return min(r.budget.available(t), r.reportedLeft(t))
+	}
+	// within lets a request go if it leaves reserve requests in the budget,
+	// and books it.
+	within := func(ctx context.Context, reserve func() int) context.Context {
+		return cloud.WithBudget(ctx, func() bool {
+			if left()-reserve() < 1 {
+				return false
+			}
+			r.budget.record(r.clock.Now(), 1)
+			return true
+		})
 	}
 	if r.listedAt.IsZero() || now.Sub(r.listedAt) >= r.cfg.ListEvery {
-		listed, err := r.cloud.ListDroplets(cloud.WithBudget(ctx, func() bool { return left() >= 1 }), FleetTag)
+		listed, err := r.cloud.ListDroplets(within(ctx, func() int { return 0 }), FleetTag)
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
@@ -211,7 +221,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	reserve := listings * (len(droplets)/200 + 1)
 	avail := func() int { return left() - reserve }
 	// Creates and deletes, with their retries and lookups, stay in the budget.
-	spend := cloud.WithBudget(ctx, func() bool { return avail() >= 1 })
+	spend := within(ctx, func() int { return reserve })
 
 	byID := map[int]cloud.Droplet{}
 	byPool := map[string][]cloud.Droplet{}

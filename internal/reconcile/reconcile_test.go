@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
 	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/doemu"
@@ -225,6 +226,37 @@ func TestStaysInsideTheRateBudget(t *testing.T) {
 	}
 	if w.DO.Stats().RateLimited != 0 {
 		t.Fatal("got 429s inside the budget")
+	}
+}
+
+// A Step whose requests take a while books each one when it is sent, not
+// all at the Step's start: otherwise they leave shoal's window a minute after
+// the Step began while DigitalOcean still counts them, and a budget equal to
+// DigitalOcean's limit runs into 429s.
+func TestSlowRequestsAreBookedWhenSent(t *testing.T) {
+	var clk *clock.Virtual
+	slowed := false
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{dockerPool(1, 300)},
+		RequestsPerMinute: 10, RateLimitPerMinute: 10, RequestsPerHour: 1000,
+		WrapDO: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(rw, r)
+				if !slowed { // the first answer, the fleet's listing, takes 50 s
+					slowed = true
+					clk.Advance(50 * time.Second)
+				}
+			})
+		}})
+	clk = w.Clock
+	if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(200, 30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	steps(t, w, 8)
+	if n := w.DO.Stats().RateLimited; n != 0 {
+		t.Fatalf("%d 429s with a budget equal to DigitalOcean's limit", n)
+	}
+	if made := len(fleet(t, w)); made < 100 {
+		t.Fatalf("%d made in two minutes, want the budget spent", made)
 	}
 }
 
