@@ -320,9 +320,13 @@ func TestBudgetStopsRetries(t *testing.T) {
 // looks for Droplets by name nor says the caller should.
 func TestBudgetStoppedCreateMadeNothing(t *testing.T) {
 	f := newFixture(t, doemu.Options{})
-	made, err := f.cloud.CreateDroplets(cloud.WithBudget(context.Background(), func() bool { return false }), spec, names("b", 3))
+	asked := 0
+	made, err := f.cloud.CreateDroplets(cloud.WithBudget(context.Background(), func() bool { asked++; return false }), spec, names("b", 3))
 	if len(made) != 0 || !errors.Is(err, cloud.ErrBudget) {
 		t.Fatalf("made %d, err %v; want none and ErrBudget", len(made), err)
+	}
+	if asked != 1 {
+		t.Fatalf("the budget was asked %d times: a create never sent needs no lookup", asked)
 	}
 	if n := f.emu.Stats().Requests; n != 0 {
 		t.Fatalf("%d requests sent with no budget", n)
@@ -404,6 +408,25 @@ func TestMayHaveTakenEffect(t *testing.T) {
 	}
 	_, budgetOnly := f.cloud.CreateDroplets(cloud.WithBudget(ctx, func() bool { return false }), spec, names("b", 1))
 
+	// A create whose connection dropped, whose retry was refused (422) after
+	// the lookup found nothing.
+	creates := 0
+	refusing := interpose(t, f, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isCreate(r) {
+			return false
+		}
+		if creates++; creates == 1 {
+			panic(http.ErrAbortHandler) // the connection drops: no answer
+		}
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(`{"id":"unprocessable_entity","message":"creating this/these droplet(s) will exceed your droplet limit"}`))
+		return true
+	})
+	retryRefused := f.run(t, func(ctx context.Context) error {
+		_, err := refusing.CreateDroplets(ctx, spec, names("refused", 1))
+		return err
+	})
+
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -418,6 +441,7 @@ func TestMayHaveTakenEffect(t *testing.T) {
 		{"timed out", fmt.Errorf("create: %w", context.DeadlineExceeded), true},
 		{"stopped by the budget", budgetOnly, false},
 		{"retry stopped by the budget after a server error", retryStopped, true},
+		{"retry refused after no answer", retryRefused, true},
 	} {
 		if got := cloud.MayHaveTakenEffect(tc.err); got != tc.want {
 			t.Errorf("%s: MayHaveTakenEffect(%v) = %v, want %v", tc.name, tc.err, got, tc.want)

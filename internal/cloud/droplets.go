@@ -47,6 +47,14 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 	var made []Droplet
 	pending := slices.Clone(names)
 	var uncertain error // the last answer that may have made Droplets anyway
+	// fail returns err, and the uncertain answer before it if there was one:
+	// the caller must look before it creates again (MayHaveTakenEffect).
+	fail := func(err error) ([]Droplet, error) {
+		if uncertain != nil && !errors.Is(err, uncertain) {
+			err = fmt.Errorf("%w (%w: %w)", err, errMaybeMade, uncertain)
+		}
+		return made, fmt.Errorf("create droplets %v: %w", pending, err)
+	}
 	for attempt := 0; ; attempt++ {
 		var got []godo.Droplet
 		err := d.call(ctx, false, func() (*godo.Response, error) {
@@ -55,10 +63,6 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 			got, resp, err = d.postDroplets(ctx, spec, pending)
 			return resp, err
 		})
-		if errors.Is(err, ErrBudget) && uncertain != nil {
-			// A retry the budget stopped: the try before may still have made them.
-			return made, fmt.Errorf("create droplets %v: %w", pending, budgetStop(uncertain))
-		}
 		if err == nil {
 			for i := range got {
 				made = append(made, toDroplet(&got[i]))
@@ -66,13 +70,13 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 			return made, nil
 		}
 		if !errors.Is(err, ErrServer) && !isTransport(err) {
-			return made, fmt.Errorf("create droplets %v: %w", pending, err)
+			return fail(err)
 		}
 		uncertain = err
 		// Made or not? Look, on the last attempt too: what exists is made.
 		found, lerr := d.findByName(ctx, spec.Tags, pending)
 		if lerr != nil {
-			return made, fmt.Errorf("create droplets %v: %w; and checking whether they were made failed: %v", pending, err, lerr)
+			return fail(fmt.Errorf("%w; and checking whether they were made failed: %v", err, lerr))
 		}
 		for _, f := range found {
 			made = append(made, f)
@@ -82,10 +86,10 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 			return made, nil
 		}
 		if attempt >= d.cfg.MaxRetries {
-			return made, fmt.Errorf("create droplets %v: %w", pending, err)
+			return fail(err)
 		}
 		if serr := d.clock.Sleep(ctx, backoff(attempt)); serr != nil {
-			return made, fmt.Errorf("create droplets %v: %w", pending, err)
+			return fail(err)
 		}
 	}
 }

@@ -23,6 +23,10 @@ var (
 	ErrActionErrored      = errors.New("action ended errored")
 	// ErrBudget: the caller's rate budget (WithBudget) allowed no more requests.
 	ErrBudget = errors.New("rate budget spent: the rest waits for the next reconcile")
+
+	// errMaybeMade marks a failed create after an earlier try whose answer
+	// may have made Droplets all the same (MayHaveTakenEffect).
+	errMaybeMade = errors.New("an earlier try may have made them")
 )
 
 // APIError is an error answer from DigitalOcean's API.

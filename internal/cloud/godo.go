@@ -197,6 +197,8 @@ func MayHaveTakenEffect(err error) bool {
 	switch {
 	case err == nil:
 		return false
+	case errors.Is(err, errMaybeMade):
+		return true
 	case errors.As(err, &api):
 		return errors.Is(err, ErrServer)
 	case errors.As(err, &budget):
