@@ -357,7 +357,8 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 		case errors.Is(err, gitlab.ErrNotFound):
 			// Deleted since the pending jobs were read: nothing to come.
 		case err != nil:
-			// Nothing is kept: every moved pipeline is read again next time.
+			// Nothing is kept or marked seen: the moved pipelines are read again
+			// next time while they still qualify, and at the next full read.
 			return nil, err
 		}
 		next = append(next, jobs...)
