@@ -77,10 +77,11 @@ type shoalPool struct {
 	pendingIDs map[int64]bool // the pending jobs at the last look (never modified: replaced)
 	rate       float64        // arrivals per second, exponentially decayed
 	// foreseen counts the arrivals of a spike the profile foresaw, less the
-	// slots released at once since; it lapses an hour (the longest CI job)
-	// after the last of them. When the spike's jobs end, that many idle slots
-	// go without lingering if the profile expects nothing more soon: the rate
-	// ignores the spike, and the profile says it is over.
+	// idle slots released since; it lapses an hour (the longest CI job) after
+	// the last of them, or when the pool has nothing left to run. When the
+	// spike's jobs end, that many idle slots go without lingering if the
+	// profile expects nothing more soon: the rate ignores the spike, and the
+	// profile says it is over.
 	foreseen      float64
 	foreseenUntil time.Time
 	jobs          map[int]int // running + done per Droplet at the last look (never modified: replaced)
@@ -131,16 +132,18 @@ func (st *shoalPool) expected(b int) float64 {
 	return st.day.profile[b] / st.day.weight[b]
 }
 
-// spikeAt is how far minute b of the day rises above the hour around it
-// (the mean of the 30 minutes on each side): a spike such as a nightly batch,
-// not a busy time of day, which the rate follows.
+// spikeAt is how far minute b of the day rises above both the half hour
+// before it and the half hour after it (the mean of each): a spike such as a
+// nightly batch, not a busy time of day nor the step into one, which the rate
+// follows.
 func (st *shoalPool) spikeAt(b int) float64 {
 	const side = 30
-	around := 0.0
+	before, after := 0.0, 0.0
 	for k := 1; k <= side; k++ {
-		around += st.expected((b+k)%profileBuckets) + st.expected((b-k+profileBuckets)%profileBuckets)
+		after += st.expected((b + k) % profileBuckets)
+		before += st.expected((b - k + profileBuckets) % profileBuckets)
 	}
-	return st.expected(b) - around/(2*side)
+	return st.expected(b) - max(before, after)/side
 }
 
 // expectedWithin is the arrivals the profile still expects from now until d
@@ -371,10 +374,11 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				}
 				why = fmt.Sprintf("idle %s ≥ linger %s, %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
 				if spike {
-					st.foreseen -= float64(c.free)
 					why = fmt.Sprintf("idle, %d surplus slots, and the spike the time of day foresaw has come: nothing more is expected; billed per second", surplus)
 				}
 			}
+			// Whichever way an idle slot goes, it is one fewer of the spike's.
+			st.foreseen = max(st.foreseen-float64(c.free), 0)
 			out = append(out, release(name, d, why))
 		}
 		surplus -= c.free
@@ -446,7 +450,13 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	// spike's size, is the spike coming as forecast (a nightly batch): it
 	// says nothing of the rate to come, and counting it would keep a tenth of
 	// the batch's Droplets warm for half an hour after it.
-	if now.After(st.foreseenUntil) {
+	// The credit lapses an hour after the spike, and once the pool has
+	// nothing left to run.
+	running := 0
+	for i := range ds {
+		running += ds[i].RunningJobs
+	}
+	if now.After(st.foreseenUntil) || running+len(pending) == 0 {
 		st.foreseen = 0
 	}
 	spikeMin := p.params.floatOr("profile_min", 6)

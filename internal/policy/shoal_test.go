@@ -476,20 +476,19 @@ func (a *arrivals) arrive(at time.Time, n int) {
 		Pools: []policy.Pool{{Settings: a.set, Pending: pending}}}, a.st)
 }
 
-// A pool busy at the same hours every day is no spike: its arrivals count in
-// the rate, and its idle Droplets linger as usual.
+// A pool busy at the same hours every day is no spike, nor is the step into
+// those hours: its arrivals count in the rate, and its idle Droplets linger as
+// usual.
 func TestShoalBusyHoursAreNoSpike(t *testing.T) {
 	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
-	pol, set := a.pol, a.set
 	day1 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for day := range 2 {
-		for m := range 30 { // 8 jobs a minute from 10:00 to 10:30
-			a.arrive(day1.Add(time.Duration(day)*24*time.Hour+time.Duration(m)*time.Minute), 8)
+		for m := range 30 { // 20 jobs a minute from 10:00 to 10:30, nothing before
+			a.arrive(day1.Add(time.Duration(day)*24*time.Hour+time.Duration(m)*time.Minute), 20)
 		}
 	}
-	st := a.st
-	if ps, _ := st.ShoalPool("docker"); ps.ArrivalsPerMinute < 5 {
-		t.Fatalf("%.1f arrivals/min after half an hour of 8 a minute, as yesterday: the busy hour was taken for a spike", ps.ArrivalsPerMinute)
+	if ps, _ := a.st.ShoalPool("docker"); ps.ArrivalsPerMinute < 15 {
+		t.Fatalf("%.1f arrivals/min after half an hour of 20 a minute, as yesterday: the busy hour was taken for a spike", ps.ArrivalsPerMinute)
 	}
 	at := day1.Add(24*time.Hour + 30*time.Minute + 30*time.Second)
 	var ds []policy.Droplet
@@ -497,9 +496,9 @@ func TestShoalBusyHoursAreNoSpike(t *testing.T) {
 		ds = append(ds, policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: at.Add(-10 * time.Minute),
 			ReadyAt: at.Add(-8 * time.Minute), JobsDone: 1, LastJobFinishedAt: at.Add(-30 * time.Second)})
 	}
-	got, _ := pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: set, Droplets: ds}}}, st)
-	if s := summary(got); s != "" {
-		t.Fatalf("at 10:30:30 with 20 Droplets idle 30 s: %q, want them kept for a boot\n%v", s, got)
+	got, _ := a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, a.st)
+	if s := summary(got); strings.Contains(s, "delete") {
+		t.Fatalf("at 10:30:30 with 20 Droplets idle 30 s: %q, want them kept\n%v", s, got)
 	}
 }
 
@@ -535,5 +534,42 @@ func TestShoalSpikeLingersWhenMoreIsExpected(t *testing.T) {
 	got, _ := a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, a.st)
 	if s := summary(got); s != "" {
 		t.Fatalf("%q, want the idle Droplets kept for the work expected in the next 90 s\n%v", s, got)
+	}
+}
+
+// The credit a foreseen spike gives its idle slots lapses: an hour after the
+// spike, and as soon as the pool has nothing left to run.
+func TestShoalForeseenCreditLapses(t *testing.T) {
+	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
+	night1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	night2 := night1.Add(24 * time.Hour)
+	a.arrive(night1, 20)
+	a.arrive(night2, 20) // foreseen: 20 slots may skip the linger
+	droplet := func(id, running int, at time.Time) policy.Droplet {
+		d := policy.Droplet{ID: id, State: policy.Ready, CreatedAt: night2.Add(-2 * time.Minute), ReadyAt: night2.Add(-30 * time.Second), RunningJobs: running}
+		if running == 0 {
+			d.JobsDone, d.LastJobFinishedAt = 1, at.Add(-20*time.Second)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		ds   func(at time.Time) []policy.Droplet
+	}{
+		{"an hour after the spike, its long jobs still running", night2.Add(65 * time.Minute), func(at time.Time) []policy.Droplet {
+			return []policy.Droplet{droplet(1, 1, at), droplet(2, 1, at), droplet(3, 0, at)}
+		}},
+		{"the pool has nothing left to run", night2.Add(30 * time.Minute), func(at time.Time) []policy.Droplet {
+			return []policy.Droplet{droplet(3, 0, at)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := a.pol.Decide(policy.Snapshot{Now: tc.at, Billing: config.BillingPerSecond,
+				Pools: []policy.Pool{{Settings: a.set, Droplets: tc.ds(tc.at)}}}, a.st)
+			if s := summary(got); s != "" {
+				t.Fatalf("a Droplet idle 20 s: %q, want it kept for its linger\n%v", s, got)
+			}
+		})
 	}
 }
