@@ -188,9 +188,10 @@ func budgetStop(before error) error { return &budgetError{before: before} }
 
 // MayHaveTakenEffect reports whether a failed request may have been carried
 // out all the same: DigitalOcean answered with a server error, or no whole
-// answer came (a lost or cut-off response, a timeout). Refused requests (an
-// API error below 500) were not, and neither was a request the rate budget
-// stopped before it was sent.
+// answer came (a lost or cut-off response, a timeout), or, for a create, an
+// earlier try of it got such an answer. Refused requests (an API error below
+// 500) were not, and neither was a request the rate budget stopped before it
+// was sent.
 func MayHaveTakenEffect(err error) bool {
 	var api *APIError
 	var budget *budgetError

@@ -77,11 +77,10 @@ type shoalPool struct {
 	pendingIDs map[int64]bool // the pending jobs at the last look (never modified: replaced)
 	rate       float64        // arrivals per second, exponentially decayed
 	// foreseen counts the arrivals of a spike the profile foresaw, less the
-	// idle slots released since; it lapses an hour (the longest CI job) after
-	// the last of them, or when the pool has nothing left to run. When the
-	// spike's jobs end, that many idle slots go without lingering if the
-	// profile expects nothing more soon: the rate ignores the spike, and the
-	// profile says it is over.
+	// idle slots released since, whichever way; it lapses an hour (the longest
+	// CI job) after the last of them. When the spike's jobs end, that many
+	// idle slots go without lingering if the profile expects nothing more
+	// soon: the rate ignores the spike, and the profile says it is over.
 	foreseen      float64
 	foreseenUntil time.Time
 	jobs          map[int]int // running + done per Droplet at the last look (never modified: replaced)
@@ -132,12 +131,12 @@ func (st *shoalPool) expected(b int) float64 {
 	return st.day.profile[b] / st.day.weight[b]
 }
 
-// spikeAt is how far minute b of the day rises above both the half hour
-// before it and the half hour after it (the mean of each): a spike such as a
-// nightly batch, not a busy time of day nor the step into one, which the rate
-// follows.
+// spikeAt is how far minute b of the day rises above both the five minutes
+// before it and the five after it (the mean of each): a spike such as a
+// nightly batch, not a busy stretch nor the step into or out of one, which
+// the rate follows.
 func (st *shoalPool) spikeAt(b int) float64 {
-	const side = 30
+	const side = 5
 	before, after := 0.0, 0.0
 	for k := 1; k <= side; k++ {
 		after += st.expected((b + k) % profileBuckets)
@@ -450,14 +449,8 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	// spike's size, is the spike coming as forecast (a nightly batch): it
 	// says nothing of the rate to come, and counting it would keep a tenth of
 	// the batch's Droplets warm for half an hour after it.
-	// The credit lapses an hour after the spike, and once the pool has
-	// nothing left to run.
-	running := 0
-	for i := range ds {
-		running += ds[i].RunningJobs
-	}
-	if now.After(st.foreseenUntil) || running+len(pending) == 0 {
-		st.foreseen = 0
+	if now.After(st.foreseenUntil) {
+		st.foreseen = 0 // an hour after the spike
 	}
 	spikeMin := p.params.floatOr("profile_min", 6)
 	arrived, stillPending := 0.0, 0

@@ -482,13 +482,17 @@ func (a *arrivals) arrive(at time.Time, n int) {
 func TestShoalBusyHoursAreNoSpike(t *testing.T) {
 	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
 	day1 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	// Without the spike rule the decayed rate after m minutes of 20 a minute
+	// is 20·(1 − e^(−m/10)).
 	for day := range 2 {
 		for m := range 30 { // 20 jobs a minute from 10:00 to 10:30, nothing before
 			a.arrive(day1.Add(time.Duration(day)*24*time.Hour+time.Duration(m)*time.Minute), 20)
+			if want := 20 * (1 - math.Exp(-float64(m+1)/10)); day == 1 && m > 0 {
+				if ps, _ := a.st.ShoalPool("docker"); ps.ArrivalsPerMinute < 0.9*want {
+					t.Fatalf("10:%02d: %.1f arrivals/min, want about %.1f: the busy stretch was taken for a spike", m, ps.ArrivalsPerMinute, want)
+				}
+			}
 		}
-	}
-	if ps, _ := a.st.ShoalPool("docker"); ps.ArrivalsPerMinute < 15 {
-		t.Fatalf("%.1f arrivals/min after half an hour of 20 a minute, as yesterday: the busy hour was taken for a spike", ps.ArrivalsPerMinute)
 	}
 	at := day1.Add(24*time.Hour + 30*time.Minute + 30*time.Second)
 	var ds []policy.Droplet
@@ -537,39 +541,49 @@ func TestShoalSpikeLingersWhenMoreIsExpected(t *testing.T) {
 	}
 }
 
-// The credit a foreseen spike gives its idle slots lapses: an hour after the
-// spike, and as soon as the pool has nothing left to run.
+// The credit a foreseen spike gives its idle slots is used up by every idle
+// slot released, whichever way, and lapses an hour after the spike.
 func TestShoalForeseenCreditLapses(t *testing.T) {
 	a := &arrivals{pol: mustPolicy(t, "shoal", nil), set: settings(nil)}
 	night1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 	night2 := night1.Add(24 * time.Hour)
 	a.arrive(night1, 20)
 	a.arrive(night2, 20) // foreseen: 20 slots may skip the linger
-	droplet := func(id, running int, at time.Time) policy.Droplet {
+	droplet := func(id, running int, idle time.Duration, at time.Time) policy.Droplet {
 		d := policy.Droplet{ID: id, State: policy.Ready, CreatedAt: night2.Add(-2 * time.Minute), ReadyAt: night2.Add(-30 * time.Second), RunningJobs: running}
 		if running == 0 {
-			d.JobsDone, d.LastJobFinishedAt = 1, at.Add(-20*time.Second)
+			d.JobsDone, d.LastJobFinishedAt = 1, at.Add(-idle)
 		}
 		return d
 	}
-	for _, tc := range []struct {
-		name string
-		at   time.Time
-		ds   func(at time.Time) []policy.Droplet
-	}{
-		{"an hour after the spike, its long jobs still running", night2.Add(65 * time.Minute), func(at time.Time) []policy.Droplet {
-			return []policy.Droplet{droplet(1, 1, at), droplet(2, 1, at), droplet(3, 0, at)}
-		}},
-		{"the pool has nothing left to run", night2.Add(30 * time.Minute), func(at time.Time) []policy.Droplet {
-			return []policy.Droplet{droplet(3, 0, at)}
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _ := a.pol.Decide(policy.Snapshot{Now: tc.at, Billing: config.BillingPerSecond,
-				Pools: []policy.Pool{{Settings: a.set, Droplets: tc.ds(tc.at)}}}, a.st)
-			if s := summary(got); s != "" {
-				t.Fatalf("a Droplet idle 20 s: %q, want it kept for its linger\n%v", s, got)
-			}
-		})
+	decide := func(st policy.State, at time.Time, ds []policy.Droplet) ([]policy.Decision, policy.State) {
+		return a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, st)
 	}
+
+	t.Run("used up by releases after the linger", func(t *testing.T) {
+		// 02:06: the batch's 20 Droplets have been idle past their linger: they
+		// go the usual way, and take the credit with them.
+		at := night2.Add(6 * time.Minute)
+		var ds []policy.Droplet
+		for i := range 20 {
+			ds = append(ds, droplet(i+1, 0, 3*time.Minute, at))
+		}
+		got, st := decide(a.st, at, append(ds, droplet(21, 1, 0, at)))
+		if n := strings.Count(summary(got), "delete"); n != 20 {
+			t.Fatalf("%q, want the 20 idle Droplets released", summary(got))
+		}
+		// 02:08: another Droplet, idle 20 s, lingers as usual.
+		at = night2.Add(8 * time.Minute)
+		got, _ = decide(st, at, []policy.Droplet{droplet(21, 1, 0, at), droplet(22, 0, 20*time.Second, at)})
+		if s := summary(got); s != "" {
+			t.Fatalf("%q, want the Droplet idle 20 s kept for its linger: the credit is used up", s)
+		}
+	})
+	t.Run("an hour after the spike", func(t *testing.T) {
+		at := night2.Add(65 * time.Minute) // its long jobs still run
+		got, _ := decide(a.st, at, []policy.Droplet{droplet(1, 1, 0, at), droplet(2, 1, 0, at), droplet(3, 0, 20*time.Second, at)})
+		if s := summary(got); s != "" {
+			t.Fatalf("%q, want the Droplet idle 20 s kept for its linger: the credit has lapsed", s)
+		}
+	})
 }
