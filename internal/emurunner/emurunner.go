@@ -332,8 +332,10 @@ func (f *Fleet) Drain(_ context.Context, d cloud.Droplet) (int, error) {
 	if !registered {
 		return 0, nil // no runner ever registered: nothing can be running
 	}
-	if err := f.gl.Pause(rs.pool.token, d.Name); err != nil {
-		return 0, fmt.Errorf("pause runner %s: %w", d.Name, err)
+	// Drain, not Pause: an acceptor hands no job to a draining runner, so
+	// the running count read next is final.
+	if err := f.gl.Drain(rs.pool.token, d.Name); err != nil {
+		return 0, fmt.Errorf("drain runner %s: %w", d.Name, err)
 	}
 	for _, m := range f.gl.Managers() {
 		if m.SystemID == d.Name {

@@ -458,6 +458,21 @@ func TestAcceptorLimitCountsJobsOnMachines(t *testing.T) {
 	}
 }
 
+// Resume undoes Pause, not Drain: a drained manager takes no job again.
+func TestResumeDoesNotUndoDrain(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	check(t, s.RegisterManager(r.Token, "m", glemu.ManagerOptions{Capacity: 1}))
+	check(t, s.Drain(r.Token, "m"))
+	check(t, s.Resume(r.Token, "m"))
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(1, time.Minute, "docker")}}))
+	clk.Advance(time.Minute)
+	if c := s.Counts(); c.Pending != 1 {
+		t.Fatalf("counts = %+v: a drained manager took a job after Resume", c)
+	}
+}
+
 func TestHandoverRunsAcceptedJobsOnAReadyMachine(t *testing.T) {
 	s, clk := newEmu(t)
 	pid := must[int64](t)(s.AddProject("app", 0))
@@ -490,5 +505,13 @@ func TestHandoverRunsAcceptedJobsOnAReadyMachine(t *testing.T) {
 	}
 	if _, err := s.Handover(r.Token, "acceptor", "nobody"); err == nil {
 		t.Fatal("handover to an unknown manager succeeded")
+	}
+	// A drained manager is handed nothing: its machine is going away.
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(1, time.Minute, "docker")}}))
+	clk.Advance(glemu.DefaultCheckInterval) // the acceptor takes it
+	check(t, s.Drain(r.Token, "machine"))
+	check(t, s.Resume(r.Token, "machine"))
+	if n, _ := s.Handover(r.Token, "acceptor", "machine"); n != 0 {
+		t.Fatalf("a drained manager was handed %d jobs", n)
 	}
 }

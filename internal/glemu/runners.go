@@ -38,6 +38,7 @@ type manager struct {
 	phase     time.Duration // ticks at epoch + phase + k*interval
 	booting   bool
 	paused    bool
+	draining  bool // paused for good: Handover gives it nothing either
 	createdAt time.Time
 	lastPoll  time.Duration // since the epoch
 	polled    bool
@@ -193,7 +194,7 @@ func (s *Server) Handover(token, fromSystemID, toSystemID string) (int, error) {
 	moved := 0
 	err := s.withManager(token, toSystemID, "hand over to", func(to *manager) {
 		from := s.manager(to.runner, fromSystemID)
-		if from == nil || !from.booting || to.booting {
+		if from == nil || !from.booting || to.booting || to.draining {
 			return
 		}
 		for len(from.running) > 0 && len(to.running) < to.capacity {
@@ -223,9 +224,16 @@ func (s *Server) SetCapacity(token, systemID string, capacity int) error {
 	return s.withManager(token, systemID, "set capacity of", func(m *manager) { m.capacity = capacity })
 }
 
-// Resume undoes Pause.
+// Drain pauses a manager whose machine is going away: it asks for no jobs,
+// and Handover gives it none, so the jobs it runs once Drain returns are all
+// it will ever run.
+func (s *Server) Drain(token, systemID string) error {
+	return s.withManager(token, systemID, "drain", func(m *manager) { m.paused, m.draining = true, true })
+}
+
+// Resume undoes Pause (not Drain).
 func (s *Server) Resume(token, systemID string) error {
-	return s.withManager(token, systemID, "resume", func(m *manager) { m.paused = false })
+	return s.withManager(token, systemID, "resume", func(m *manager) { m.paused = m.draining })
 }
 
 // Unregister removes a manager, as when its Droplet is deleted. Jobs still
