@@ -179,9 +179,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	}
 	// within lets a request go if it leaves reserve requests in the budget,
 	// and books it.
-	within := func(ctx context.Context, reserve func() int) context.Context {
+	within := func(ctx context.Context, reserve int) context.Context {
 		return cloud.WithBudget(ctx, func() bool {
-			if left()-reserve() < 1 {
+			if left()-reserve < 1 {
 				return false
 			}
 			r.budget.record(r.clock.Now(), 1)
@@ -189,7 +189,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		})
 	}
 	if r.listedAt.IsZero() || now.Sub(r.listedAt) >= r.cfg.ListEvery {
-		listed, err := r.cloud.ListDroplets(within(ctx, func() int { return 0 }), FleetTag)
+		listed, err := r.cloud.ListDroplets(within(ctx, 0), FleetTag)
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
@@ -221,7 +221,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	reserve := listings * (len(droplets)/200 + 1)
 	avail := func() int { return left() - reserve }
 	// Creates and deletes, with their retries and lookups, stay in the budget.
-	spend := within(ctx, func() int { return reserve })
+	spend := within(ctx, reserve)
 
 	byID := map[int]cloud.Droplet{}
 	byPool := map[string][]cloud.Droplet{}
