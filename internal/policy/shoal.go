@@ -41,6 +41,7 @@ var shoalEntry = Entry{
 		{"linger", "per-second billing: seconds an idle Droplet stays (0: the observed boot time)", 0},
 		{"profile_min", "jobs the profile expects in one minute that make a spike worth pre-warming for (default 6: more than an ordinary pipeline brings, so everyday noise pre-warms nothing)", 0},
 		{"upcoming_window", "seconds: a created job (a stage to come) younger than this counts as demand for its pool, beyond what its running jobs give back (0: none)", 0},
+		{"linger_cover", "per-second billing: beyond one Droplet, idle slots linger only up to this factor times the jobs expected (recent rate or time of day) over the linger and a boot; the rest go at once (0: no limit)", 0},
 		{"hour_margin", "hourly billing: release an idle Droplet this many seconds before its paid hour ends", 1},
 	}, settingParams...),
 	Grid: func() []Params {
@@ -337,6 +338,8 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 		return cmp.Or(cmp.Compare(a.d.RunningJobs, b.d.RunningJobs), a.key.Compare(b.key), cmp.Compare(a.d.ID, b.d.ID))
 	})
 	keep := f.live()
+	lingerMax := p.lingerMax(now, linger, st)
+	lingering := 0
 	for _, c := range cands {
 		if c.free == 0 || c.free > surplus || keep <= set.MinInstances {
 			continue
@@ -365,15 +368,23 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 			default:
 				idle := now.Sub(d.idleSince())
 				spike := idle < linger && st.foreseen >= float64(c.free) && spikeOver
-				if idle < linger && !spike {
+				crowd := idle < linger && !spike && lingering > 0 && lingering+c.free > lingerMax
+				if idle < linger && !spike && !crowd {
+					// It lingers: its slots are surplus kept, not to be
+					// released in its place (the warm slots stay).
+					lingering += c.free
+					surplus -= c.free
 					continue
 				}
 				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
 					continue // inside the 60 s minimum: deleting saves nothing yet
 				}
 				why = fmt.Sprintf("idle %s ≥ linger %s, %d surplus slots; billed per second", secs(idle), secs(linger), surplus)
-				if spike {
+				switch {
+				case spike:
 					why = fmt.Sprintf("idle, %d surplus slots, and the spike the time of day foresaw has come: nothing more is expected; billed per second", surplus)
+				case crowd:
+					why = fmt.Sprintf("idle, %d surplus slots, and %d idle slots already linger for the jobs expected over the linger and a boot; billed per second", surplus, lingering)
 				}
 			}
 			// Whichever way an idle slot goes, it is one fewer of the spike's.
@@ -384,6 +395,22 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 		keep--
 	}
 	return out
+}
+
+// lingerMax is how many idle slots may linger at once (per-second billing).
+// The ski-rental rule is for one Droplet; many idle at once compete for the
+// same few jobs to come, and only as many slots as jobs are expected over the
+// linger and a boot (from the recent rate, or the time of day) stand a fair
+// chance of one. One Droplet always may: with nothing known, that is plain
+// ski rental.
+func (p *Shoal) lingerMax(now time.Time, linger time.Duration, st *shoalPool) int {
+	cover := p.params.floatOr("linger_cover", 1)
+	if cover <= 0 {
+		return math.MaxInt
+	}
+	window := linger + st.boot
+	expected := max(st.rate*window.Seconds(), st.expectedWithin(now, window))
+	return max(1, int(math.Ceil(cover*expected)))
 }
 
 // learn updates the pool's arrival rate, time-of-day profile and boot time.

@@ -395,7 +395,7 @@ func TestShoalCountsAJobOnceWhateverItsQueueTime(t *testing.T) {
 // leave idle go at once instead of lingering a boot. The same spike
 // unforeseen, on the first night, raises the rate and its Droplets linger.
 func TestShoalForeseenSpike(t *testing.T) {
-	pol := mustPolicy(t, "shoal", policy.Params{"warm": 1})
+	pol := mustPolicy(t, "shoal", policy.Params{"warm": 1, "linger_cover": 0}) // the crowd rule off: see TestShoalIdleCrowd
 	set := settings(nil)
 	set.MaxInstances = 300
 	night1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
@@ -586,4 +586,45 @@ func TestShoalForeseenCreditLapses(t *testing.T) {
 			t.Fatalf("%q, want the Droplet idle 20 s kept for its linger: the credit has lapsed", s)
 		}
 	})
+}
+
+// Beyond one Droplet, only as many idle slots linger as jobs are expected over
+// the linger and a boot; the rest of a crowd goes at once.
+func TestShoalIdleCrowd(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		params policy.Params
+		want   func(released int) bool
+	}{
+		// A minute after 20 arrivals the rate is 20/600·e^(−55/600) ≈ 0.030 a
+		// second: 2 warm slots (half of 150 s worth), and 6 of the other 18
+		// linger (180 s worth: the linger and a boot of 90 s each), 12 go.
+		{"by default, most of the crowd goes", nil, func(n int) bool { return n == 12 }},
+		{"linger_cover 0: all linger", policy.Params{"linger_cover": 0}, func(n int) bool { return n == 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &arrivals{pol: mustPolicy(t, "shoal", tc.params), set: settings(nil)}
+			a.arrive(t0, 20) // 2 jobs a minute recently: about 6 over the linger and a boot
+			at := t0.Add(time.Minute)
+			var ds []policy.Droplet
+			for i := range 20 { // their Droplets, all idle for 30 s
+				ds = append(ds, policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: t0.Add(-3 * time.Minute),
+					ReadyAt: t0.Add(-90 * time.Second), JobsDone: 1, LastJobFinishedAt: at.Add(-30 * time.Second)})
+			}
+			got, _ := a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, a.st)
+			released := strings.Count(summary(got), "delete")
+			if !tc.want(released) {
+				t.Fatalf("%d of 20 Droplets idle 30 s released: %v", released, got)
+			}
+			if released > 0 && !strings.Contains(got[0].Reason, "already linger for the jobs expected") {
+				t.Errorf("reason should say why it does not linger: %s", got[0].Reason)
+			}
+		})
+	}
+	// A lone idle Droplet lingers whatever the rate: plain ski rental.
+	pol := mustPolicy(t, "shoal", nil)
+	got, _ := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}), policy.State{})
+	if s := summary(got); s != "" {
+		t.Fatalf("a lone Droplet idle 30 s with nothing known: %q, want it kept", s)
+	}
 }
