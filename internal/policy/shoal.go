@@ -370,11 +370,11 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				spike := idle < linger && st.foreseen >= float64(c.free) && spikeOver
 				crowd := idle < linger && !spike && lingering > 0 && lingering+c.free > lingerMax
 				if idle < linger && !spike && !crowd {
-					// It lingers: its slots are surplus kept, not to be
-					// released in its place (the warm slots stay).
 					lingering += c.free
-					surplus -= c.free
 					continue
+				}
+				if crowd && c.free > surplus-lingering {
+					continue // the lingering slots are kept on top of the warm ones
 				}
 				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
 					continue // inside the 60 s minimum: deleting saves nothing yet

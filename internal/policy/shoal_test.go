@@ -393,7 +393,8 @@ func TestShoalCountsAJobOnceWhateverItsQueueTime(t *testing.T) {
 // A spike the time of day foresaw (a nightly batch) says nothing of the rate
 // to come: it does not raise the arrival rate, and the Droplets its jobs
 // leave idle go at once instead of lingering a boot. The same spike
-// unforeseen, on the first night, raises the rate and its Droplets linger.
+// unforeseen, on the first night, raises the rate and its Droplets linger
+// (with the rule on crowds of idle Droplets off, to see this one alone).
 func TestShoalForeseenSpike(t *testing.T) {
 	pol := mustPolicy(t, "shoal", policy.Params{"warm": 1, "linger_cover": 0}) // the crowd rule off: see TestShoalIdleCrowd
 	set := settings(nil)
@@ -621,6 +622,12 @@ func TestShoalIdleCrowd(t *testing.T) {
 			}
 		})
 	}
+	// A lingering Droplet stops no drain: with 4 slots a Droplet and 4 spare
+	// wanted, the partly busy ones are drained and the idle one is the spare.
+	runCases(t, []decideCase{{name: "lingering Droplets do not stop drains", policy: "shoal", params: noWarm,
+		pool: policy.Pool{Settings: settings(func(s *config.Settings) { s.CapacityPerInstance = 4; s.IdleCount = 4 }),
+			Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second), busyDroplet(2, 1), busyDroplet(3, 1), busyDroplet(4, 1), busyDroplet(5, 1)}},
+		want: "drain 2, drain 3, drain 4, drain 5"}})
 	// A lone idle Droplet lingers whatever the rate: plain ski rental.
 	pol := mustPolicy(t, "shoal", nil)
 	got, _ := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}), policy.State{})
