@@ -124,7 +124,7 @@ func (d *DO) call(ctx context.Context, idempotent bool, fn func() (*godo.Respons
 	var last error
 	for attempt := 0; ; attempt++ {
 		if allow != nil && !allow() {
-			return budgetStop(last)
+			return &budgetError{before: last} // before is nil when nothing was sent
 		}
 		d.requests.Add(1)
 		resp, err := fn()
@@ -181,10 +181,6 @@ func (e *budgetError) Error() string {
 }
 func (e *budgetError) Is(target error) bool { return target == ErrBudget }
 func (e *budgetError) Unwrap() error        { return e.before }
-
-// budgetStop is the error of a call the budget stopped; before is the error of
-// the try before it, or nil when nothing was sent.
-func budgetStop(before error) error { return &budgetError{before: before} }
 
 // MayHaveTakenEffect reports whether a failed request may have been carried
 // out all the same: DigitalOcean answered with a server error, or no whole

@@ -283,7 +283,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 		}
 		for _, j := range jobs {
 			pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
-				Tags: sortedTags(j.TagList)}
+				Tags: tags.Sorted(j.TagList)}
 			if j.CreatedAt != nil {
 				pj.CreatedAt = *j.CreatedAt
 			}
@@ -408,7 +408,7 @@ func (s *Source) createdJobs(ctx context.Context, pid, pipeline int64) ([]Create
 		if j.Stage != first[j.Pipeline.ID].Stage {
 			continue
 		}
-		cj := CreatedJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Tags: sortedTags(j.TagList)}
+		cj := CreatedJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Tags: tags.Sorted(j.TagList)}
 		if j.CreatedAt != nil {
 			cj.CreatedAt = *j.CreatedAt
 		}
@@ -438,12 +438,6 @@ func readPages[T any](ctx context.Context, c *gitlab.Client, path string, opt an
 		}
 		*page = resp.NextPage
 	}
-}
-
-func sortedTags(tags []string) []string {
-	s := slices.Clone(tags)
-	slices.Sort(s)
-	return slices.Compact(s)
 }
 
 // apiManager is GET /runners/:id/managers' entity; client-go v1.46.0 has no type for it.
@@ -519,7 +513,7 @@ func (s *Source) running(ctx context.Context, runnerID int64, systemID string) (
 			}
 			sys = j.RunnerManager.SystemID
 		}
-		rj := RunningJob{ID: j.ID, ProjectID: j.Project.ID, Tags: sortedTags(j.TagList)}
+		rj := RunningJob{ID: j.ID, ProjectID: j.Project.ID, Tags: tags.Sorted(j.TagList)}
 		if j.StartedAt != nil {
 			rj.StartedAt = *j.StartedAt
 		}

@@ -81,14 +81,12 @@ func New(gl *glemu.Server, clk clock.Clock, registerDelay time.Duration, pools [
 			return nil, fmt.Errorf("create runner for pool %s: %w", p.Name, err)
 		}
 		p.Capacity = max(p.Capacity, 1)
-		fp := &pool{Pool: p, token: r.Token}
-		if p.AcceptLimit > 0 {
-			fp.acceptor = "acceptor-" + p.Name
-			if err := gl.RegisterManager(r.Token, fp.acceptor, glemu.ManagerOptions{Capacity: p.AcceptLimit, Booting: true}); err != nil {
-				return nil, fmt.Errorf("acceptor for pool %s: %w", p.Name, err)
-			}
+		limit := p.AcceptLimit
+		p.AcceptLimit = 0 // SetAcceptLimit, below, puts it in force
+		f.pools[p.Name] = &pool{Pool: p, token: r.Token}
+		if err := f.SetAcceptLimit(p.Name, limit); err != nil {
+			return nil, err
 		}
-		f.pools[p.Name] = fp
 	}
 	gl.Observe(f.onJob)
 	return f, nil

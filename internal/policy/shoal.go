@@ -311,7 +311,7 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 
 	// After a foreseen spike, its idle slots go at once while the profile
 	// expects fewer than profile_min jobs over the linger to come.
-	spikeOver := st.foreseen > 0 && st.expectedWithin(now, linger) < p.params.floatOr("profile_min", 6)
+	spikeOver := st.foreseen > 0 && st.expectedWithin(now, linger) < p.profileMin()
 
 	type cand struct {
 		d    *Droplet
@@ -367,14 +367,17 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				why = fmt.Sprintf("idle, %d surplus slots, and its paid hour ends in %s", surplus, secs(left))
 			default:
 				idle := now.Sub(d.idleSince())
-				spike := idle < linger && st.foreseen >= float64(c.free) && spikeOver
-				crowd := idle < linger && !spike && lingering > 0 && lingering+c.free > lingerMax
-				if idle < linger && !spike && !crowd {
-					lingering += c.free
-					continue
-				}
-				if crowd && c.free > surplus-lingering {
-					continue // the lingering slots are kept on top of the warm ones
+				var spike, crowd bool
+				if idle < linger {
+					spike = st.foreseen >= float64(c.free) && spikeOver
+					crowd = !spike && lingering > 0 && lingering+c.free > lingerMax
+					switch {
+					case !spike && !crowd:
+						lingering += c.free
+						continue
+					case crowd && c.free > surplus-lingering:
+						continue // the lingering slots are kept on top of the warm ones
+					}
 				}
 				if paid := billing.PaidUntil(d.CreatedAt, now); paid.After(now) {
 					continue // inside the 60 s minimum: deleting saves nothing yet
@@ -396,6 +399,10 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 	}
 	return out
 }
+
+// profileMin is the jobs in one minute of the profile that make a spike:
+// worth pre-warming for, left out of the rate when it comes as foreseen.
+func (p *Shoal) profileMin() float64 { return p.params.floatOr("profile_min", 6) }
 
 // lingerMax is how many idle slots may linger at once (per-second billing).
 // The ski-rental rule is for one Droplet; many idle at once compete for the
@@ -479,7 +486,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	if now.After(st.foreseenUntil) {
 		st.foreseen = 0 // an hour after the spike
 	}
-	spikeMin := p.params.floatOr("profile_min", 6)
+	spikeMin := p.profileMin()
 	arrived, stillPending := 0.0, 0
 	count := func(b int, n float64) {
 		d := day()
@@ -552,7 +559,7 @@ func (p *Shoal) warmSlots(now time.Time, st *shoalPool) (int, string) {
 				peak, at = v, m
 			}
 		}
-		if peak < p.params.floatOr("profile_min", 6) {
+		if peak < p.profileMin() {
 			peak = 0
 		}
 	}

@@ -163,6 +163,16 @@ type Report struct {
 	Problems []error
 }
 
+// failed notes an action that failed: deferred when the rate budget stopped
+// it, a problem otherwise. Either way the next Step tries again.
+func (rep *Report) failed(action string, err error) {
+	if errors.Is(err, cloud.ErrBudget) {
+		rep.Deferred = append(rep.Deferred, action)
+	} else {
+		rep.Problems = append(rep.Problems, err)
+	}
+}
+
 // Step reconciles once.
 func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	now := r.clock.Now()
@@ -433,11 +443,7 @@ func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, w
 		return
 	}
 	if err := r.cloud.DeleteDroplet(ctx, d.ID); err != nil {
-		if errors.Is(err, cloud.ErrBudget) {
-			rep.Deferred = append(rep.Deferred, "delete "+d.Name)
-		} else {
-			rep.Problems = append(rep.Problems, err)
-		}
+		rep.failed("delete "+d.Name, err)
 		return
 	}
 	delete(r.drainAt, d.ID)
@@ -486,11 +492,7 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 	rep.Created = append(rep.Created, made...)
 	r.fleet = append(r.fleet, made...)
 	if err != nil {
-		if errors.Is(err, cloud.ErrBudget) {
-			rep.Deferred = append(rep.Deferred, fmt.Sprintf("create %d in pool %s", count-len(made), dec.Pool))
-		} else {
-			rep.Problems = append(rep.Problems, err)
-		}
+		rep.failed(fmt.Sprintf("create %d in pool %s", count-len(made), dec.Pool), err)
 		if cloud.MayHaveTakenEffect(err) {
 			// The Droplets may exist though no answer said so (a 5xx, a lost
 			// response, a timeout): list the fleet before the next decision

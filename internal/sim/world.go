@@ -105,13 +105,12 @@ func NewWorld(o WorldOptions) (*World, error) {
 	var runnerPools []emurunner.Pool
 	for _, p := range o.Pools {
 		acc := o.Policy.Acceptance(p.Effective(o.Start))
-		rp := emurunner.Pool{Name: p.Name, Tags: p.Tags, RunUntagged: p.RunUntagged, Capacity: acc.SlotsPerDroplet}
-		if acc.Mode == policy.AcceptThenProvision {
-			rp.AcceptLimit = acc.Limit
-		}
-		runnerPools = append(runnerPools, rp)
+		runnerPools = append(runnerPools, emurunner.Pool{Name: p.Name, Tags: p.Tags, RunUntagged: p.RunUntagged, Capacity: acc.SlotsPerDroplet})
 	}
 	if w.Fleet, err = emurunner.New(w.GL, w.Clock, o.RegisterDelay, runnerPools); err != nil {
+		return nil, err
+	}
+	if err := w.FollowSettings(o.Start); err != nil {
 		return nil, err
 	}
 

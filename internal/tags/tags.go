@@ -14,9 +14,14 @@ func Key(tags []string) string {
 	if len(tags) <= 1 {
 		return strings.Join(tags, ";")
 	}
+	return strings.Join(Sorted(tags), ";")
+}
+
+// Sorted is a copy of tags, sorted and without duplicates.
+func Sorted(tags []string) []string {
 	s := slices.Clone(tags)
 	slices.Sort(s)
-	return strings.Join(slices.Compact(s), ";")
+	return slices.Compact(s)
 }
 
 // Takes reports whether a runner with runnerTags may take a job with jobTags
