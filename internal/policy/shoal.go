@@ -370,7 +370,7 @@ func (p *Shoal) decidePool(now time.Time, billing config.BillingModel, pool *Poo
 				var spike, crowd bool
 				if idle < linger {
 					spike = st.foreseen >= float64(c.free) && spikeOver
-					crowd = !spike && lingering > 0 && lingering+c.free > lingerMax
+					crowd = !spike && lingering >= lingerMax
 					switch {
 					case !spike && !crowd:
 						lingering += c.free
@@ -408,8 +408,8 @@ func (p *Shoal) profileMin() float64 { return p.params.floatOr("profile_min", 6)
 // The ski-rental rule is for one Droplet; many idle at once compete for the
 // same few jobs to come, and only as many slots as jobs are expected over the
 // linger and a boot (from the recent rate, or the time of day) stand a fair
-// chance of one. One Droplet always may: with nothing known, that is plain
-// ski rental.
+// chance of one. Whole Droplets linger until their slots reach it, so one
+// Droplet always may: with nothing known, that is plain ski rental.
 func (p *Shoal) lingerMax(now time.Time, linger time.Duration, st *shoalPool) int {
 	cover := p.params.floatOr("linger_cover", 1)
 	if cover <= 0 {

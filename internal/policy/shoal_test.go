@@ -622,6 +622,21 @@ func TestShoalIdleCrowd(t *testing.T) {
 			}
 		})
 	}
+	// With 4 slots a Droplet, whole Droplets linger until they cover the 6
+	// jobs expected: two of five (8 slots), not one (4 slots).
+	a := &arrivals{pol: mustPolicy(t, "shoal", noWarm), set: settings(func(s *config.Settings) { s.CapacityPerInstance = 4 })}
+	a.arrive(t0, 20)
+	at := t0.Add(time.Minute)
+	var ds []policy.Droplet
+	for i := range 5 {
+		ds = append(ds, policy.Droplet{ID: i + 1, State: policy.Ready, CreatedAt: t0.Add(-3 * time.Minute),
+			ReadyAt: t0.Add(-90 * time.Second), JobsDone: 4, LastJobFinishedAt: at.Add(-30 * time.Second)})
+	}
+	got, _ := a.pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond, Pools: []policy.Pool{{Settings: a.set, Droplets: ds}}}, a.st)
+	if s := summary(got); s != "delete 3, delete 4, delete 5" {
+		t.Fatalf("5 idle Droplets of 4 slots, 6 jobs expected: %q, want Droplets 1 and 2 kept", s)
+	}
+
 	// A lingering Droplet stops no drain: with 4 slots a Droplet and 4 spare
 	// wanted, the partly busy ones are drained and the idle one is the spare.
 	runCases(t, []decideCase{{name: "lingering Droplets do not stop drains", policy: "shoal", params: noWarm,
@@ -630,7 +645,7 @@ func TestShoalIdleCrowd(t *testing.T) {
 		want: "drain 2, drain 3, drain 4, drain 5"}})
 	// A lone idle Droplet lingers whatever the rate: plain ski rental.
 	pol := mustPolicy(t, "shoal", nil)
-	got, _ := pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}), policy.State{})
+	got, _ = pol.Decide(snap(config.BillingPerSecond, policy.Pool{Settings: settings(nil), Droplets: []policy.Droplet{idleDroplet(1, 30*time.Second)}}), policy.State{})
 	if s := summary(got); s != "" {
 		t.Fatalf("a lone Droplet idle 30 s with nothing known: %q, want it kept", s)
 	}
