@@ -136,7 +136,7 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 	}
 	printResults(out, t, results, len(settings) > 1 && f.compare)
 	if f.report != "" {
-		if err := writeReport(f.report, "shoal sim: "+t.Name, results); err != nil {
+		if err := writeReport(f.report, "shoal sim: "+t.Name, results, len(settings) > 1 && f.compare); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "\nReport with charts: %s\n", f.report)
@@ -156,36 +156,18 @@ func printResults(w io.Writer, t *trace.Trace, rs []sim.Result, compare bool) {
 	if !compare {
 		return
 	}
-	v := sim.Judge(rs)
-	s := rs[0]
-	fmt.Fprintf(w, "\nshoal (defaults): p95 wait %.1f s, cost $%.2f (%.2f× the lower bound $%.2f)\n", s.WaitS.P95, s.CostUSD, s.CostRatio, s.LowerBoundUSD)
-	if len(v.Beaten) == 0 {
-		fmt.Fprintln(w, "No baseline setting beats shoal on both p95 wait and cost.")
-	} else {
-		fmt.Fprintf(w, "%d baseline settings beat shoal on both p95 wait and cost:\n", len(v.Beaten))
-		for _, i := range v.Beaten {
-			fmt.Fprintf(w, "  %s: p95 %.1f s, $%.2f\n", sim.Setting{Policy: rs[i].Policy, Params: rs[i].Params}, rs[i].WaitS.P95, rs[i].CostUSD)
-		}
-	}
-	if v.DockerMachine < 0 {
-		fmt.Fprintln(w, "No docker-machine setting costs as much as shoal.")
-	} else {
-		dm := rs[v.DockerMachine]
-		fmt.Fprintf(w, "docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).\n",
-			sim.Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD, 100*s.WaitS.P95/dm.WaitS.P95)
-	}
-	if s.Jobs > 0 {
-		fmt.Fprintf(w, "%d of shoal's %d jobs (%.1f%%) waited at least a cold start (%.0f s, the shortest boot plus registration); its p95 wait is shorter than a cold start only when fewer than 5%% do.\n",
-			s.JobsWaitedColdStart, s.Jobs, 100*float64(s.JobsWaitedColdStart)/float64(s.Jobs), s.ColdStartS)
+	fmt.Fprintln(w)
+	for _, line := range sim.Findings(rs) {
+		fmt.Fprintln(w, line)
 	}
 }
 
-func writeReport(path, title string, rs []sim.Result) error {
+func writeReport(path, title string, rs []sim.Result, compare bool) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := sim.WriteReport(f, title, rs); err != nil {
+	if err := sim.WriteReport(f, title, rs, compare); err != nil {
 		f.Close()
 		return fmt.Errorf("write report %s: %w", path, err)
 	}

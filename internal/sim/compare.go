@@ -149,6 +149,36 @@ func Judge(rs []Result) Verdict {
 	return v
 }
 
+// Findings says, a sentence each, how shoal's defaults (rs[0]) stand against
+// the other settings of a comparison: what beats them, the docker-machine
+// setting that spends the same money, and how many jobs waited a cold start.
+func Findings(rs []Result) []string {
+	v := Judge(rs)
+	s := rs[0]
+	out := []string{fmt.Sprintf("shoal (defaults): p95 wait %.1f s, cost $%.2f (%.2f× the lower bound $%.2f).", s.WaitS.P95, s.CostUSD, s.CostRatio, s.LowerBoundUSD)}
+	if len(v.Beaten) == 0 {
+		out = append(out, "No baseline setting beats shoal on both p95 wait and cost.")
+	} else {
+		beaten := make([]string, len(v.Beaten))
+		for k, i := range v.Beaten {
+			beaten[k] = fmt.Sprintf("%s (p95 %.1f s, $%.2f)", Setting{Policy: rs[i].Policy, Params: rs[i].Params}, rs[i].WaitS.P95, rs[i].CostUSD)
+		}
+		out = append(out, fmt.Sprintf("%d baseline settings beat shoal on both p95 wait and cost: %s.", len(v.Beaten), strings.Join(beaten, "; ")))
+	}
+	if v.DockerMachine < 0 {
+		out = append(out, "No docker-machine setting costs as much as shoal.")
+	} else {
+		dm := rs[v.DockerMachine]
+		out = append(out, fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).",
+			Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD, 100*s.WaitS.P95/dm.WaitS.P95))
+	}
+	if s.Jobs > 0 {
+		out = append(out, fmt.Sprintf("%d of shoal's %d jobs (%.1f%%) waited at least a cold start (%.0f s, the shortest boot plus registration); its p95 wait is shorter than a cold start only when fewer than 5%% do.",
+			s.JobsWaitedColdStart, s.Jobs, 100*float64(s.JobsWaitedColdStart)/float64(s.Jobs), s.ColdStartS))
+	}
+	return out
+}
+
 // WriteTable prints results as a table.
 func WriteTable(w io.Writer, rs []Result, mark map[int]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -100,6 +100,7 @@ type JobWait struct {
 
 // Series are the report's time series, one point per sample.
 type Series struct {
+	Start                    time.Time // the first sample's clock time
 	Step                     time.Duration
 	Pending, Running         []int
 	SlotsBooting, SlotsReady []int
@@ -159,7 +160,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			lastFinish = ev.Job.FinishedAt
 		}
 	})
-	series := &Series{Step: o.Sample}
+	series := &Series{Start: start, Step: o.Sample}
 	if o.Sample > 0 {
 		sample(w, series)
 		var tick func()

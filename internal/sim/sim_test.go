@@ -159,7 +159,7 @@ func TestReportIsSelfContainedSVG(t *testing.T) {
 	tr := smallTrace(t)
 	res := run(t, tr, "shoal", nil)
 	var buf bytes.Buffer
-	if err := sim.WriteReport(&buf, "test", []sim.Result{res}); err != nil {
+	if err := sim.WriteReport(&buf, "test", []sim.Result{res}, false); err != nil {
 		t.Fatal(err)
 	}
 	html := buf.String()
@@ -219,5 +219,65 @@ func TestAJobThatNeverStarts(t *testing.T) {
 	stuck := res.JobWaits[1]
 	if !stuck.BecamePending || stuck.Started || stuck.Finished || stuck.Wait < 5*time.Hour {
 		t.Fatalf("the job no pool takes: %+v, want pending, never started, waiting until the run stopped", stuck)
+	}
+}
+
+// daySeries is a day of samples a minute from Monday 00:00 with a queue of
+// `pending` jobs from 14:00 to 14:20 and a few jobs running from 09:00 on.
+func daySeries(pending int) *sim.Series {
+	s := &sim.Series{Start: sim.Epoch, Step: time.Minute}
+	for m := range 24 * 60 {
+		p, r := 0, 0
+		if m >= 9*60 {
+			r = 3
+		}
+		if m >= 14*60 && m < 14*60+20 {
+			p = pending
+		}
+		s.Pending, s.Running = append(s.Pending, p), append(s.Running, r)
+		s.SlotsBooting, s.SlotsReady = append(s.SlotsBooting, 0), append(s.SlotsReady, r)
+		s.CostUSD = append(s.CostUSD, float64(m)/100)
+	}
+	return s
+}
+
+// The report zooms on the hours where jobs waited, labels time as clock time,
+// and in a large comparison charts only the runs worth a look while its table
+// lists them all.
+func TestReportZoomsOnTheBusiestHoursAndChartsTheRunsThatMatter(t *testing.T) {
+	r := func(name string, p95, cost float64) sim.Result {
+		return sim.Result{Policy: name, Params: policy.Params{"cost": cost}, // a distinct name for each run
+			Jobs: 100, WaitS: sim.Stats{P95: p95}, CostUSD: cost, Series: daySeries(int(p95))}
+	}
+	rs := []sim.Result{r("shoal", 40, 10)}
+	for i := range 12 { // each slower and dearer than shoal
+		rs = append(rs, r("taskscaler", 50+float64(i), 11+float64(i)))
+	}
+	rs = append(rs, r("docker-machine", 90, 12), r("docker-machine", 95, 30), r("static", 200, 5))
+
+	var buf bytes.Buffer
+	if err := sim.WriteReport(&buf, "test", rs, true); err != nil {
+		t.Fatal(err)
+	}
+	html := buf.String()
+	if want := "Busiest hours, where jobs waited most: Mon 13:09 to Mon 15:08 UTC"; !strings.Contains(html, want) {
+		i := strings.Index(html, "Busiest")
+		t.Errorf("report lacks %q: %.80s", want, html[max(i, 0):])
+	}
+	for _, want := range []string{">14:00<", ">12:00<", "No baseline setting beats shoal", "docker-machine at the nearest equal or higher cost: docker-machine cost=12"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// Charted: shoal, the frontier (static, cheaper and slower) and the
+	// docker-machine setting at $12. Tabled: all 16.
+	if got := strings.Count(html, "<h2>"); got != 1+3 {
+		t.Errorf("%d charts of runs (and cost), want shoal, static and docker-machine cost=12 charted", got-1)
+	}
+	if got := strings.Count(html, "<tr"); got != 1+len(rs) {
+		t.Errorf("%d table rows, want a header and %d runs", got, len(rs))
+	}
+	if got := strings.Count(html, `class="frontier"`); got != 2 {
+		t.Errorf("%d rows marked on the frontier, want shoal and static", got)
 	}
 }
