@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/sim"
+	"github.com/shoalci/shoal/internal/trace"
 )
 
 func init() { subcommands = append(subcommands, newDemoCmd) }
@@ -28,8 +32,8 @@ cost. Writes an HTML report with charts. Needs no account, no token and no netwo
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Replaying %s through shoal and docker+machine in virtual time...\n\n", t.Name)
-			f := simFlags{seed: 1, bootDelay: defaultBootDelay, registerDelay: defaultRegisterDelay, report: report}
+			fmt.Fprintf(out, "Replaying a release day (%d pipelines, %d jobs, 150 release pipelines from 14:00 UTC)\nthrough shoal and GitLab's docker+machine, in virtual time...\n\n", len(t.Pipelines), t.Jobs())
+			f := simFlags{seed: 1, bootDelay: defaultBootDelay, registerDelay: defaultRegisterDelay, report: report, short: true}
 			settings := []sim.Setting{{Policy: "shoal", Params: policy.Params{}}, {Policy: "docker-machine", Params: policy.Params{}}}
 			if err := runSim(cmd, f, t, settings); err != nil {
 				return err
@@ -40,4 +44,34 @@ cost. Writes an HTML report with charts. Needs no account, no token and no netwo
 	}
 	cmd.Flags().StringVar(&report, "report", "shoal-demo.html", "where to write the HTML report")
 	return cmd
+}
+
+// printShort prints the figures that matter, narrow enough for a terminal,
+// and what they mean for shoal (rs[0]) against the second run.
+func printShort(w io.Writer, t *trace.Trace, rs []sim.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\twait p50 s\tmean s\tp95 s\tcost $\t× lower bound\tDroplets\t429s\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%d\t%d\t\n", sim.Setting{Policy: r.Policy, Params: r.Params},
+			r.WaitS.P50, r.WaitS.Mean, r.WaitS.P95, r.CostUSD, r.CostRatio, r.DropletsCreated, r.RateLimitedResponses)
+	}
+	tw.Flush()
+	if len(rs) < 2 {
+		return
+	}
+	s, b := rs[0], rs[1]
+	fmt.Fprintf(w, "\nWith shoal, jobs waited %s for a runner on average (p95: %s)\nthan with %s, and the Droplets cost %s.\n",
+		change(s.WaitS.Mean, b.WaitS.Mean), change(s.WaitS.P95, b.WaitS.P95), b.Policy, change(s.CostUSD, b.CostUSD))
+}
+
+// change says how a compares with b, in percent of b: "39% less".
+func change(a, b float64) string {
+	switch {
+	case b == 0 || math.Abs(a-b) < b/200:
+		return "about as much"
+	case a < b:
+		return fmt.Sprintf("%.0f%% less", 100*(b-a)/b)
+	default:
+		return fmt.Sprintf("%.0f%% more", 100*(a-b)/b)
+	}
 }

@@ -27,6 +27,7 @@ type simFlags struct {
 	params                                         []string
 	seed                                           uint64
 	json, compare                                  bool
+	short                                          bool // a short table, for the demo
 	registerDelay                                  time.Duration
 }
 
@@ -112,7 +113,7 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 	}
 	errw := cmd.ErrOrStderr()
 	results, err := sim.RunAll(cmd.Context(), opts, settings, func(done, total int, r sim.Result) {
-		if total > 1 { // progress goes to stderr, so JSON on stdout stays clean
+		if f.compare { // progress goes to stderr, so JSON on stdout stays clean
 			fmt.Fprintf(errw, "[%d/%d] %-40s p95 wait %5.0f s  cost $%.2f\n", done, total,
 				sim.Setting{Policy: r.Policy, Params: r.Params}, r.WaitS.P95, r.CostUSD)
 		}
@@ -134,7 +135,11 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 		}
 		return enc.Encode(results)
 	}
-	printResults(out, t, results, len(settings) > 1 && f.compare)
+	if f.short {
+		printShort(out, t, results)
+	} else {
+		printResults(out, t, results, len(settings) > 1 && f.compare)
+	}
 	if f.report != "" {
 		if err := writeReport(f.report, "shoal sim: "+t.Name, results, len(settings) > 1 && f.compare); err != nil {
 			return err

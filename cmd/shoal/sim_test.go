@@ -102,7 +102,7 @@ func TestDemo(t *testing.T) {
 	if code := run(context.Background(), []string{"demo", "--report", report}, &out, &out); code != exitOK {
 		t.Fatalf("demo exited %d:\n%s", code, out.String())
 	}
-	for _, want := range []string{"shoal", "docker-machine", "wait p95 s", "Report with charts"} {
+	for _, want := range []string{"shoal", "docker-machine", "p95 s", "With shoal, jobs waited", "Report with charts"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
 		}
@@ -110,5 +110,16 @@ func TestDemo(t *testing.T) {
 	html, err := os.ReadFile(report)
 	if err != nil || !bytes.Contains(html, []byte("<svg")) {
 		t.Fatalf("report %s: %v", report, err)
+	}
+}
+
+func TestChangeIsInPercentOfTheBaseline(t *testing.T) {
+	for _, c := range []struct {
+		a, b float64
+		want string
+	}{{13.1, 21.5, "39% less"}, {12, 10, "20% more"}, {10, 10.01, "about as much"}, {1, 0, "about as much"}} {
+		if got := change(c.a, c.b); got != c.want {
+			t.Errorf("change(%v, %v) = %q, want %q", c.a, c.b, got, c.want)
+		}
 	}
 }
