@@ -10,7 +10,6 @@ import (
 
 	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/sim"
-	"github.com/shoalci/shoal/internal/trace"
 )
 
 func init() { subcommands = append(subcommands, newDemoCmd) }
@@ -32,7 +31,7 @@ cost. Writes an HTML report with charts. Needs no account, no token and no netwo
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Replaying a release day (%d pipelines, %d jobs, 150 release pipelines from 14:00 UTC)\nthrough shoal and GitLab's docker+machine, in virtual time...\n\n", len(t.Pipelines), t.Jobs())
+			fmt.Fprintf(out, "Replaying a release day (%d pipelines, %d jobs) through shoal and GitLab's\ndocker+machine, in virtual time...\n\n", len(t.Pipelines), t.Jobs())
 			f := simFlags{seed: 1, bootDelay: defaultBootDelay, registerDelay: defaultRegisterDelay, report: report, short: true}
 			settings := []sim.Setting{{Policy: "shoal", Params: policy.Params{}}, {Policy: "docker-machine", Params: policy.Params{}}}
 			if err := runSim(cmd, f, t, settings); err != nil {
@@ -48,7 +47,7 @@ cost. Writes an HTML report with charts. Needs no account, no token and no netwo
 
 // printShort prints the figures that matter, narrow enough for a terminal,
 // and what they mean for shoal (rs[0]) against the second run.
-func printShort(w io.Writer, t *trace.Trace, rs []sim.Result) {
+func printShort(w io.Writer, rs []sim.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "policy\twait p50 s\tmean s\tp95 s\tcost $\t× lower bound\tDroplets\t429s\t")
 	for _, r := range rs {
@@ -60,18 +59,20 @@ func printShort(w io.Writer, t *trace.Trace, rs []sim.Result) {
 		return
 	}
 	s, b := rs[0], rs[1]
-	fmt.Fprintf(w, "\nWith shoal, jobs waited %s for a runner on average (p95: %s)\nthan with %s, and the Droplets cost %s.\n",
-		change(s.WaitS.Mean, b.WaitS.Mean), change(s.WaitS.P95, b.WaitS.P95), b.Policy, change(s.CostUSD, b.CostUSD))
+	fmt.Fprintf(w, "\nAgainst %s, shoal's mean wait for a runner is %s,\nits p95 wait %s and its cost %s.\n",
+		b.Policy, change(s.WaitS.Mean, b.WaitS.Mean), change(s.WaitS.P95, b.WaitS.P95), change(s.CostUSD, b.CostUSD))
 }
 
-// change says how a compares with b, in percent of b: "39% less".
+// change says how a compares with b, in percent of b: "39% lower".
 func change(a, b float64) string {
 	switch {
-	case b == 0 || math.Abs(a-b) < b/200:
-		return "about as much"
+	case math.Abs(a-b) <= b/200: // within half a percent, or both zero
+		return "about the same"
+	case b == 0:
+		return "higher"
 	case a < b:
-		return fmt.Sprintf("%.0f%% less", 100*(b-a)/b)
+		return fmt.Sprintf("%.0f%% lower", 100*(b-a)/b)
 	default:
-		return fmt.Sprintf("%.0f%% more", 100*(a-b)/b)
+		return fmt.Sprintf("%.0f%% higher", 100*(a-b)/b)
 	}
 }

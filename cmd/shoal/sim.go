@@ -136,7 +136,7 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 		return enc.Encode(results)
 	}
 	if f.short {
-		printShort(out, t, results)
+		printShort(out, results)
 	} else {
 		printResults(out, t, results, len(settings) > 1 && f.compare)
 	}

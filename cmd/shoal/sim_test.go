@@ -102,7 +102,7 @@ func TestDemo(t *testing.T) {
 	if code := run(context.Background(), []string{"demo", "--report", report}, &out, &out); code != exitOK {
 		t.Fatalf("demo exited %d:\n%s", code, out.String())
 	}
-	for _, want := range []string{"shoal", "docker-machine", "p95 s", "With shoal, jobs waited", "Report with charts"} {
+	for _, want := range []string{"shoal", "docker-machine", "p95 s", "shoal's mean wait for a runner is", "Report with charts"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
 		}
@@ -117,7 +117,7 @@ func TestChangeIsInPercentOfTheBaseline(t *testing.T) {
 	for _, c := range []struct {
 		a, b float64
 		want string
-	}{{13.1, 21.5, "39% less"}, {12, 10, "20% more"}, {10, 10.01, "about as much"}, {1, 0, "about as much"}} {
+	}{{13.1, 21.5, "39% lower"}, {12, 10, "20% higher"}, {10, 10.01, "about the same"}, {0, 0, "about the same"}, {5, 0, "higher"}} {
 		if got := change(c.a, c.b); got != c.want {
 			t.Errorf("change(%v, %v) = %q, want %q", c.a, c.b, got, c.want)
 		}

@@ -153,6 +153,9 @@ func Judge(rs []Result) Verdict {
 // the other settings of a comparison: what beats them, the docker-machine
 // setting that spends the same money, and how many jobs waited a cold start.
 func Findings(rs []Result) []string {
+	if len(rs) == 0 {
+		return nil
+	}
 	v := Judge(rs)
 	s := rs[0]
 	out := []string{fmt.Sprintf("shoal (defaults): p95 wait %.1f s, cost $%.2f (%.2f× the lower bound $%.2f).", s.WaitS.P95, s.CostUSD, s.CostRatio, s.LowerBoundUSD)}
@@ -165,9 +168,13 @@ func Findings(rs []Result) []string {
 		}
 		out = append(out, fmt.Sprintf("%d baseline settings beat shoal on both p95 wait and cost: %s.", len(v.Beaten), strings.Join(beaten, "; ")))
 	}
-	if v.DockerMachine < 0 {
+	switch {
+	case v.DockerMachine < 0:
 		out = append(out, "No docker-machine setting costs as much as shoal.")
-	} else {
+	case rs[v.DockerMachine].WaitS.P95 == 0:
+		dm := rs[v.DockerMachine]
+		out = append(out, fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 0 s at $%.2f.", Setting{Policy: dm.Policy, Params: dm.Params}, dm.CostUSD))
+	default:
 		dm := rs[v.DockerMachine]
 		out = append(out, fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).",
 			Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD, 100*s.WaitS.P95/dm.WaitS.P95))

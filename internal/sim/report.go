@@ -30,6 +30,9 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 		Name, Summary string
 		Whole, Zoom   template.HTML
 	}
+	if len(rs) == 0 {
+		return fmt.Errorf("no runs to report")
+	}
 	mark := map[int]string{}
 	var findings []string
 	if compare {
@@ -38,28 +41,32 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 		}
 		findings = Findings(rs)
 	}
-	charted := chartedRuns(rs, compare)
-
 	var rows []row
 	for i, r := range rs {
 		rows = append(rows, row{Name: Setting{Policy: r.Policy, Params: r.Params}.String(), Mark: mark[i], R: r})
 	}
-	var panels []panel
-	var costs []line
-	var first *Series
-	for _, i := range charted {
-		r := rs[i]
-		s := r.Series
-		if first == nil {
-			first = s
-		}
-		costs = append(costs, line{rows[i].Name, palette[len(costs)%len(palette)], s.CostUSD})
-	}
-	if first == nil {
+	charted := chartedRuns(rs, compare)
+	if len(charted) == 0 {
 		return fmt.Errorf("no run has time series to chart")
 	}
-	from, to := busiest(rs, charted)
-	zoomed := to-from < len(first.Pending)
+	// Every chart spans the longest run, so that panels share one time scale
+	// and the cost of a run that ends late is drawn to its end.
+	axis, n := rs[charted[0]].Series, 0
+	for _, i := range charted {
+		n = max(n, len(rs[i].Series.Pending))
+	}
+	var costs []line
+	for _, i := range charted {
+		// After its run a fleet costs nothing more: its line stays flat.
+		c := rs[i].Series.CostUSD
+		if len(c) > 0 && len(c) < n {
+			c = append(slices.Clip(c), slices.Repeat([]float64{c[len(c)-1]}, n-len(c))...)
+		}
+		costs = append(costs, line{rows[i].Name, palette[len(costs)%len(palette)], c})
+	}
+	from, to, waited := busiest(rs, charted, n)
+	zoomed := to-from < n
+	var panels []panel
 	for _, i := range charted {
 		r, s := rs[i], rs[i].Series
 		lines := []line{
@@ -72,21 +79,25 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 			Name: rows[i].Name,
 			Summary: fmt.Sprintf("p95 wait %.0f s, p50 %.0f s, mean %.0f s; cost $%.2f (%.2f× the lower bound); %d Droplets, peak %d",
 				r.WaitS.P95, r.WaitS.P50, r.WaitS.Mean, r.CostUSD, r.CostRatio, r.DropletsCreated, r.PeakDroplets),
-			Whole: chart(s, 0, len(s.Pending), "jobs / slots", lines),
+			Whole: chart(axis, 0, n, "jobs / slots", lines),
 		}
 		if zoomed {
-			p.Zoom = chart(s, from, to, "jobs / slots", lines)
+			p.Zoom = chart(axis, from, to, "jobs / slots", lines)
 		}
 		panels = append(panels, p)
 	}
 	var window string
 	if zoomed {
-		window = fmt.Sprintf("%s to %s", first.at(from).Format("Mon 15:04"), first.at(to-1).Format("Mon 15:04"))
+		why := "where jobs waited most"
+		if !waited {
+			why = "where most jobs ran"
+		}
+		window = fmt.Sprintf("%s: %s to %s UTC", why, axis.at(from).Format("Mon 15:04"), axis.at(to-1).Format("Mon 15:04"))
 	}
 	return reportPage.Execute(w, map[string]any{
 		"Title": title, "Rows": rows, "Findings": findings, "Panels": panels, "Window": window,
-		"Cost": chart(first, 0, len(first.CostUSD), "cumulative cost, USD", costs),
-		"Some": len(charted) < len(rs),
+		"Cost": chart(axis, 0, n, "cumulative cost, USD", costs),
+		"Some": compare && len(rs) > maxCharted,
 	})
 }
 
@@ -107,36 +118,38 @@ func chartedRuns(rs []Result, compare bool) []int {
 			idx = append(idx, i)
 		}
 	}
-	return slices.DeleteFunc(idx, func(i int) bool { return rs[i].Series == nil || len(rs[i].Series.Pending) < 2 })
+	return slices.DeleteFunc(idx, func(i int) bool {
+		s := rs[i].Series
+		return s == nil || s.Step <= 0 || len(s.Pending) < 2
+	})
 }
 
 // zoomSpan is the length of the busiest-hours chart; runs not much longer get
 // none.
 const zoomSpan = 2 * time.Hour
 
-// busiest returns the sample window [from, to) of zoomSpan centred on the
-// half hour in which the charted runs together had the most jobs pending (or,
-// if none waited, the most running): where the policies differ. The whole run
-// when it is short.
-func busiest(rs []Result, charted []int) (from, to int) {
-	s := rs[charted[0]].Series
-	n := len(s.Pending)
-	width := int(zoomSpan / s.Step)
+// busiest returns the sample window [from, to) of zoomSpan, within the first
+// n samples, centred on the half hour in which the charted runs together had
+// the most jobs pending (waited) or, if no job waited, the most running: where
+// the policies differ. The whole run when it is short.
+func busiest(rs []Result, charted []int, n int) (from, to int, waited bool) {
+	width := int(zoomSpan / rs[charted[0]].Series.Step)
 	if width < 4 || n < 2*width {
-		return 0, n
+		return 0, n, false
 	}
 	load := make([]int, n)
-	for _, field := range []func(*Series) []int{func(s *Series) []int { return s.Pending }, func(s *Series) []int { return s.Running }} {
-		total := 0
+	add := func(field func(*Series) []int) (total int) {
 		for _, i := range charted {
-			for k, v := range field(rs[i].Series)[:min(n, len(field(rs[i].Series)))] {
+			ys := field(rs[i].Series)
+			for k, v := range ys[:min(n, len(ys))] {
 				load[k] += v
 				total += v
 			}
 		}
-		if total > 0 {
-			break
-		}
+		return total
+	}
+	if waited = add(func(s *Series) []int { return s.Pending }) > 0; !waited {
+		add(func(s *Series) []int { return s.Running })
 	}
 	hot := width / 4
 	best, sum, at := -1, 0, 0
@@ -163,7 +176,7 @@ func busiest(rs []Result, charted []int) (from, to int) {
 		centre /= weight
 	}
 	from = min(max(centre-width/2, 0), n-width)
-	return from, from + width
+	return from, from + width, waited
 }
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"}
@@ -194,7 +207,7 @@ const (
 // tickSteps are the spacings of time labels, each dividing a day, so that
 // labels fall on round clock times.
 var tickSteps = []time.Duration{5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
 
 // chart draws samples [from, to) of lines as SVG, against the clock time of
 // series s (UTC; traces start on a Monday). Long stretches are reduced to at
@@ -207,7 +220,7 @@ func chart(s *Series, from, to int, ylabel string, lines []line) template.HTML {
 	}
 	ymax := 0.0
 	for _, l := range lines {
-		for _, y := range l.Y[from:min(to, len(l.Y))] {
+		for _, y := range l.Y[min(from, len(l.Y)):min(to, len(l.Y))] {
 			ymax = math.Max(ymax, y)
 		}
 	}
@@ -242,7 +255,10 @@ func chart(s *Series, from, to int, ylabel string, lines []line) template.HTML {
 			continue
 		}
 		label := t.Format(layout)
-		if tick == 24*time.Hour {
+		switch {
+		case span > 8*24*time.Hour: // weekdays repeat: count days
+			label = fmt.Sprintf("day %d", int(t.Sub(s.Start)/(24*time.Hour))+1)
+		case tick >= 24*time.Hour:
 			label = t.Format("Mon")
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, xOf(t), chartH+padB, label)
@@ -313,7 +329,7 @@ tr.frontier td{background:#f3f8ff}
 {{range .Panels}}<h2>{{.Name}}</h2><p>{{.Summary}}</p>
 <h3>Whole run (UTC)</h3>
 {{.Whole}}
-{{if .Zoom}}<h3>Busiest hours, where jobs waited most: {{$.Window}} UTC</h3>
+{{if .Zoom}}<h3>Busiest hours, {{$.Window}}</h3>
 {{.Zoom}}{{end}}
 {{end}}
 <p style="color:#777;margin-top:2em">Made by shoal sim: virtual time, the real policy and reconciler against the DigitalOcean and GitLab emulators.</p>

@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -279,5 +280,36 @@ func TestReportZoomsOnTheBusiestHoursAndChartsTheRunsThatMatter(t *testing.T) {
 	}
 	if got := strings.Count(html, `class="frontier"`); got != 2 {
 		t.Errorf("%d rows marked on the frontier, want shoal and static", got)
+	}
+}
+
+// Runs end at different times: every chart spans the longest, the zoom may lie
+// past the end of a shorter run, and a run's cost stays flat after its end.
+func TestReportOfRunsOfDifferentLengths(t *testing.T) {
+	short := daySeries(0)
+	short.Pending, short.Running = short.Pending[:12*60], short.Running[:12*60]
+	short.SlotsBooting, short.SlotsReady, short.CostUSD = short.SlotsBooting[:12*60], short.SlotsReady[:12*60], short.CostUSD[:12*60]
+	long := daySeries(0)
+	long.Pending[20*60] = 50 // a queue at 20:00, after the short run has ended
+	for _, rs := range [][]sim.Result{
+		{{Policy: "shoal", Series: long}, {Policy: "static", Series: short}},
+		{{Policy: "static", Series: short}, {Policy: "shoal", Series: long}},
+	} {
+		var buf bytes.Buffer
+		if err := sim.WriteReport(&buf, "test", rs, false); err != nil {
+			t.Fatal(err)
+		}
+		html := buf.String()
+		if want := "where jobs waited most: Mon 19:00 to Mon 20:59 UTC"; !strings.Contains(html, want) {
+			t.Errorf("%s first: report lacks %q", rs[0].Policy, want)
+		}
+		if want := ">21:00<"; !strings.Contains(html, want) { // the whole day, whichever run is first
+			t.Errorf("%s first: the charts do not span the longer run", rs[0].Policy)
+		}
+	}
+	for _, rs := range [][]sim.Result{nil, {{Policy: "shoal", Series: &sim.Series{Pending: []int{1, 2}}}}} {
+		if err := sim.WriteReport(io.Discard, "test", rs, true); err == nil {
+			t.Errorf("a report of %d runs without usable series: no error", len(rs))
+		}
 	}
 }
