@@ -698,6 +698,24 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := r.URL.Query().Get("status")
+	// GitLab's Ci::PipelinesFinder: created_at > created_after, < created_before;
+	// updated_at the same.
+	var after, before, updatedAfter, updatedBefore time.Time
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"created_after", &after}, {"created_before", &before}, {"updated_after", &updatedAfter}, {"updated_before", &updatedBefore}} {
+		v := r.URL.Query().Get(f.name)
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			badRequest(w, f.name+" is invalid")
+			return
+		}
+		*f.t = t
+	}
 	s.mu.Lock()
 	p := s.projectByRef(r.PathValue("id"))
 	if p == nil {
@@ -707,7 +725,9 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []apiPipelineBasic
 	for _, pl := range p.pipelines {
-		if status == "" || pl.status == status {
+		if (status == "" || pl.status == status) && (after.IsZero() || pl.createdAt.After(after)) &&
+			(before.IsZero() || pl.createdAt.Before(before)) && (updatedAfter.IsZero() || pl.updatedAt.After(updatedAfter)) &&
+			(updatedBefore.IsZero() || pl.updatedAt.Before(updatedBefore)) {
 			out = append(out, s.apiPipelineBasic(pl))
 		}
 	}

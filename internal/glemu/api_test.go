@@ -248,6 +248,28 @@ func TestAPIPipelinesAndRunners(t *testing.T) {
 	if err != nil || len(pls) != 1 || pls[0].ID != ref.ID {
 		t.Errorf("pipelines = %v, %v", pls, err)
 	}
+	// Filtered by creation time, as GitLab does: strictly after, strictly before.
+	created := clk.Now().Add(-glemu.DefaultCheckInterval)
+	for _, tc := range []struct {
+		after, before time.Time
+		want          int
+	}{{created.Add(-time.Second), created.Add(time.Second), 1}, {created, time.Time{}, 0}, {time.Time{}, created, 0}} {
+		opt := &gitlab.ListProjectPipelinesOptions{}
+		if !tc.after.IsZero() {
+			opt.CreatedAfter = &tc.after
+		}
+		if !tc.before.IsZero() {
+			opt.CreatedBefore = &tc.before
+		}
+		if pls, _, err := c.Pipelines.ListProjectPipelines(pid, opt); err != nil || len(pls) != tc.want {
+			t.Errorf("pipelines created after %v, before %v: %d, %v; want %d", tc.after, tc.before, len(pls), err, tc.want)
+		}
+	}
+	for after, want := range map[time.Time]int{created.Add(-time.Second): 1, clk.Now(): 0} {
+		if pls, _, err := c.Pipelines.ListProjectPipelines(pid, &gitlab.ListProjectPipelinesOptions{UpdatedAfter: &after}); err != nil || len(pls) != want {
+			t.Errorf("pipelines updated after %v: %d, %v; want %d", after, len(pls), err, want)
+		}
+	}
 	pjobs, _, err := c.Jobs.ListPipelineJobs(pid, ref.ID, nil)
 	if err != nil || len(pjobs) != 4 {
 		t.Fatalf("pipeline jobs = %d, %v", len(pjobs), err)
