@@ -41,10 +41,14 @@ theirs that ran, and write them as a CI workload trace (shared/traces/README.md)
 own workload before either runs your fleet. Read-only: it needs a token with read_api in
 GITLAB_TOKEN.
 
-The trace starts on the Monday 00:00 UTC before the window, so times of day and weekdays
-stay true. Stages keep GitLab's order; jobs that never started (manual, skipped) and
-pipelines still running are left out. It makes one API request per pipeline.`,
-		Example: `  GITLAB_TOKEN=glpat-… shoal trace export --project acme/api --group acme/web --since 7d --out mine.csv
+The window is by default the last whole week, Monday 00:00 to Monday 00:00 UTC, the shape of
+the traces in shared/traces. The trace starts on the Monday 00:00 UTC on or before the
+window, so times of day and weekdays stay true. Stages keep GitLab's order; a retried job
+lasts all its attempts; child pipelines count as pipelines; jobs that never started
+(manual, skipped) and pipelines still running are left out. Requests go one at a time,
+one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
+		Example: `  GITLAB_TOKEN=glpat-… shoal trace export --project acme/api --group acme/web --out mine.csv
+  shoal trace export --group acme --since 2026-11-02 --until 2026-11-16 --out two-weeks.csv
   shoal sim --trace mine.csv --compare --report mine.html`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,16 +59,9 @@ pipelines still running are left out. It makes one API request per pipeline.`,
 			if token == "" {
 				return usagef("set GITLAB_TOKEN to an access token with the read_api scope")
 			}
-			now := time.Now()
-			from, err := parseWhen(since, now)
+			from, to, err := window(since, until, time.Now())
 			if err != nil {
-				return usagef("--since: %v", err)
-			}
-			to := now
-			if until != "" {
-				if to, err = parseWhen(until, now); err != nil {
-					return usagef("--until: %v", err)
-				}
+				return usageError{err}
 			}
 			c, err := gitlab.NewClient(token, gitlab.WithBaseURL(url))
 			if err != nil {
@@ -76,11 +73,10 @@ pipelines still running are left out. It makes one API request per pipeline.`,
 			}
 			errw := cmd.ErrOrStderr()
 			tr, st, err := src.History(cmd.Context(), from, to, func(done, total int) {
-				if done%100 == 0 || done == total {
-					fmt.Fprintf(errw, "\rread %d of %d pipelines", done, total)
+				if done > 0 && (done%200 == 0 || done == total) {
+					fmt.Fprintf(errw, "read %d of %d pipelines\n", done, total)
 				}
 			})
-			fmt.Fprintln(errw)
 			if err != nil {
 				return err
 			}
@@ -106,6 +102,12 @@ pipelines still running are left out. It makes one API request per pipeline.`,
 			if st.Unfinished+st.Empty > 0 {
 				fmt.Fprintf(errw, "Left out: %d still running, %d with no job that ran.\n", st.Unfinished, st.Empty)
 			}
+			if len(st.Refused) > 0 {
+				fmt.Fprintf(errw, "Left out: projects %v, which refused to list pipelines (CI/CD turned off, or the token lacks access).\n", st.Refused)
+			}
+			if gap := from.Sub(st.Start); gap >= 24*time.Hour {
+				fmt.Fprintf(errw, "The window starts %.0f days after the trace's Monday: shoal sim replays those quiet days too.\n", gap.Hours()/24)
+			}
 			if out != "" && out != "-" {
 				fmt.Fprintf(errw, "Next: shoal sim --trace %s --compare --report %s.html\n", out, strings.TrimSuffix(out, ".csv"))
 			}
@@ -116,21 +118,45 @@ pipelines still running are left out. It makes one API request per pipeline.`,
 	fl.StringVar(&url, "gitlab-url", firstNonEmpty(os.Getenv("GITLAB_URL"), os.Getenv("CI_SERVER_URL"), "https://gitlab.com"), "GitLab's URL (env GITLAB_URL or CI_SERVER_URL)")
 	fl.StringArrayVar(&projects, "project", nil, "project ID or full path (repeatable)")
 	fl.StringArrayVar(&groups, "group", nil, "group ID or full path: all its projects, subgroups included (repeatable)")
-	fl.StringVar(&since, "since", "7d", "start of the window: a time ago (7d, 36h) or a date (2026-11-16, RFC 3339)")
-	fl.StringVar(&until, "until", "", "end of the window, as --since (default: now)")
+	fl.StringVar(&since, "since", "", "start of the window: a time ago (7d, 36h), a date (2026-11-16, UTC) or an RFC 3339 time (default: the last whole week's Monday)")
+	fl.StringVar(&until, "until", "", "end of the window, as --since (default: now, or with no --since the last Monday 00:00 UTC)")
 	fl.StringVarP(&out, "out", "o", "", "trace file to write (default: standard output)")
 	return cmd
+}
+
+// window is the export's [from, to): the last whole week, Monday to Monday
+// UTC, unless since or until say otherwise.
+func window(since, until string, now time.Time) (from, to time.Time, err error) {
+	now = now.UTC()
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	monday := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
+	from, to = monday.AddDate(0, 0, -7), monday
+	if since != "" {
+		if from, err = parseWhen(since, now); err != nil {
+			return from, to, fmt.Errorf("--since: %w", err)
+		}
+		to = now
+	}
+	if until != "" {
+		if to, err = parseWhen(until, now); err != nil {
+			return from, to, fmt.Errorf("--until: %w", err)
+		}
+	}
+	if !to.After(from) {
+		return from, to, fmt.Errorf("the window from %s to %s is empty: --until must come after --since", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	return from, to, nil
 }
 
 // parseWhen reads a moment: a time ago ("7d", "36h", "90m") or a date
 // ("2026-11-16", UTC) or an RFC 3339 time.
 func parseWhen(s string, now time.Time) (time.Time, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
+	if days, ok := strings.CutSuffix(s, "d"); ok && !strings.HasPrefix(days, "+") {
 		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
 			return now.AddDate(0, 0, -n), nil
 		}
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 && !strings.HasPrefix(s, "+") {
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse("2006-01-02", s); err == nil {

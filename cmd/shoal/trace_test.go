@@ -100,9 +100,36 @@ func TestParseWhen(t *testing.T) {
 			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "-3d", "yesterday", "16/11/2026"} {
+	for _, bad := range []string{"", "-3d", "+3d", "+1h", "yesterday", "16/11/2026"} {
 		if _, err := parseWhen(bad, now); err == nil {
 			t.Errorf("parseWhen(%q): no error", bad)
+		}
+	}
+}
+
+func TestExportWindow(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) // a Thursday
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC) }
+	for _, tc := range []struct {
+		since, until string
+		from, to     time.Time
+		err          string
+	}{
+		{"", "", day(16), day(23), ""}, // the last whole week
+		{"7d", "", now.AddDate(0, 0, -7), now, ""},
+		{"2026-11-02", "2026-11-16", day(2), day(16), ""},
+		{"2026-11-30", "", time.Time{}, time.Time{}, "--until must come after --since"},
+		{"", "monday", time.Time{}, time.Time{}, "--until:"},
+	} {
+		from, to, err := window(tc.since, tc.until, now)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("window(%q, %q): %v, want an error with %q", tc.since, tc.until, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !from.Equal(tc.from) || !to.Equal(tc.to) {
+			t.Errorf("window(%q, %q) = %v, %v, %v; want %v to %v", tc.since, tc.until, from, to, err, tc.from, tc.to)
 		}
 	}
 }

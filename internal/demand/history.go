@@ -3,7 +3,9 @@ package demand
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -21,6 +23,9 @@ type HistoryStats struct {
 	// Unfinished pipelines were still running or waiting when read; Empty
 	// ones had no job that ran (all manual, skipped or canceled early).
 	Unfinished, Empty int
+	// Refused are projects whose pipelines GitLab would not list (403: CI/CD
+	// turned off, or no access): left out.
+	Refused []int64
 	// Requests is the GitLab API requests made.
 	Requests int
 	// Start is the trace's time 0: the Monday 00:00 UTC on or before since.
@@ -28,7 +33,12 @@ type HistoryStats struct {
 }
 
 // active are pipeline statuses with jobs still to run or running.
-var active = map[string]bool{"created": true, "waiting_for_resource": true, "preparing": true, "pending": true, "running": true, "scheduled": true}
+var active = map[string]bool{"created": true, "waiting_for_resource": true, "preparing": true, "pending": true, "running": true,
+	"scheduled": true, "canceling": true, "waiting_for_callback": true}
+
+// ErrNoPipelines is History's error when the window holds no finished
+// pipeline with a job that ran.
+var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the window")
 
 // History reads the pipelines of the watched projects created in [since,
 // until) and their jobs that ran, as a trace in the format shoal sim replays,
@@ -38,16 +48,19 @@ var active = map[string]bool{"created": true, "waiting_for_resource": true, "pre
 //     format wants, so times of day and weekdays stay true.
 //   - Stage k is the pipeline's k-th stage with a job that ran, in GitLab's
 //     stage order (GitLab creates a pipeline's jobs stage by stage, so a
-//     stage's lowest job ID orders it). Pipelines using needs: are replayed
-//     stage by stage.
-//   - A job's duration is GitLab's: from its start to its end. Jobs that
-//     never started (manual, skipped, canceled before a runner took them) are
-//     left out; a retried job counts once, its last attempt (GitLab's
-//     listing).
-//   - Pipelines still running or waiting are left out, and counted.
+//     stage's lowest job ID, retried attempts included, orders it). Pipelines
+//     using needs: are replayed stage by stage.
+//   - A job's duration is GitLab's: from its start to its end. A retried job
+//     is one job lasting all its attempts that ran (the runner time it
+//     took). Jobs that never started (manual, skipped, canceled before a
+//     runner took them) are left out.
+//   - Child pipelines count as pipelines of their own, from their creation.
+//   - Pipelines still running or waiting are left out, and counted; so are
+//     projects that refuse to list pipelines (CI/CD turned off).
 //
-// It makes one request per 100 pipelines per project and one per pipeline.
-// progress, if not nil, is called after each pipeline read.
+// It makes two requests per 100 pipelines per project (parent and child
+// pipelines are listed apart) and one per pipeline. progress, if not nil, is
+// called before each pipeline is read and once at the end.
 func (s *Source) History(ctx context.Context, since, until time.Time, progress func(done, total int)) (*trace.Trace, HistoryStats, error) {
 	st := HistoryStats{Start: mondayOf(since)}
 	if !until.After(since) {
@@ -64,28 +77,40 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 		at      time.Duration // since st.Start, to the tenth of a second the format keeps
 	}
 	var pipelines []found
+	seen := map[int64]bool{}
+projects:
 	for _, pid := range projects {
-		// GitLab's created_after is strict: ask from a second before. A
-		// GitLab older than created_after ignores it, but has updated_after,
-		// which a pipeline created in the window passes too.
-		from := gitlab.Ptr(since.Add(-time.Second))
-		opt := &gitlab.ListProjectPipelinesOptions{ListOptions: gitlab.ListOptions{PerPage: 100},
-			CreatedAfter: from, UpdatedAfter: from, CreatedBefore: gitlab.Ptr(until), Sort: gitlab.Ptr("asc")}
-		for {
-			ps, resp, err := s.c.Pipelines.ListProjectPipelines(pid, opt, gitlab.WithContext(ctx))
-			st.Requests++
-			if err != nil {
-				return nil, st, fmt.Errorf("list pipelines of project %d: %w", pid, hint(err))
-			}
-			for _, p := range ps {
-				if p.CreatedAt != nil && !p.CreatedAt.Before(since) && p.CreatedAt.Before(until) {
-					pipelines = append(pipelines, found{pid, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
+		// GitLab lists child pipelines only when asked for them by source
+		// (GitLab 17.0 on; before, with the others: seen dedupes them).
+		for _, source := range []*string{nil, gitlab.Ptr("parent_pipeline")} {
+			// GitLab's created_after is strict: ask from a second before. A
+			// GitLab older than created_after ignores it, but has
+			// updated_after, which a pipeline created in the window passes too.
+			from := gitlab.Ptr(since.Add(-time.Second))
+			opt := &gitlab.ListProjectPipelinesOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Source: source,
+				CreatedAfter: from, UpdatedAfter: from, CreatedBefore: gitlab.Ptr(until), Sort: gitlab.Ptr("asc")}
+			for {
+				ps, resp, err := s.c.Pipelines.ListProjectPipelines(pid, opt, gitlab.WithContext(ctx))
+				st.Requests++
+				var er *gitlab.ErrorResponse
+				if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden {
+					st.Refused = append(st.Refused, pid)
+					continue projects
 				}
+				if err != nil {
+					return nil, st, fmt.Errorf("list pipelines of project %d: %w", pid, hint(err))
+				}
+				for _, p := range ps {
+					if p.CreatedAt != nil && !p.CreatedAt.Before(since) && p.CreatedAt.Before(until) && !seen[p.ID] {
+						seen[p.ID] = true
+						pipelines = append(pipelines, found{pid, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
+					}
+				}
+				if resp.NextPage == 0 {
+					break
+				}
+				opt.Page = resp.NextPage
 			}
-			if resp.NextPage == 0 {
-				break
-			}
-			opt.Page = resp.NextPage
 		}
 	}
 	slices.SortFunc(pipelines, func(a, b found) int {
@@ -114,13 +139,18 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 		p := trace.Pipeline{ID: f.info.ID, CreatedAt: f.at}
 		for _, stage := range stages {
 			var out []trace.Job
-			for _, j := range stage {
+			for _, attempts := range stage {
 				jobID++
-				d := time.Duration(j.Duration * float64(time.Second))
-				if d <= 0 && j.FinishedAt != nil {
-					d = j.FinishedAt.Sub(*j.StartedAt)
+				var d time.Duration
+				for _, j := range attempts {
+					if jd := time.Duration(j.Duration * float64(time.Second)); jd > 0 {
+						d += jd
+					} else {
+						d += j.FinishedAt.Sub(*j.StartedAt)
+					}
 				}
-				out = append(out, trace.Job{ID: jobID, Duration: d, Tags: tags.Sorted(j.TagList)})
+				last := attempts[len(attempts)-1]
+				out = append(out, trace.Job{ID: jobID, Duration: d, Tags: tags.Sorted(last.TagList)})
 			}
 			p.Stages = append(p.Stages, out)
 			st.Jobs += len(out)
@@ -131,12 +161,17 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 		progress(len(pipelines), len(pipelines))
 	}
 	st.Pipelines = len(tr.Pipelines)
+	if st.Pipelines == 0 {
+		return nil, st, fmt.Errorf("read history from %s to %s: %w (%d still running, %d with no job that ran, %d projects refused)",
+			since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), ErrNoPipelines, st.Unfinished, st.Empty, len(st.Refused))
+	}
 	return tr, st, nil
 }
 
-// pipelineJobs lists all of a pipeline's jobs, counting requests.
+// pipelineJobs lists all of a pipeline's jobs, retried attempts included,
+// counting requests.
 func (s *Source) pipelineJobs(ctx context.Context, project, pipeline int64, requests *int) ([]*gitlab.Job, error) {
-	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}}
+	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, IncludeRetried: gitlab.Ptr(true)}
 	var all []*gitlab.Job
 	for {
 		jobs, resp, err := s.c.Jobs.ListPipelineJobs(project, pipeline, opt, gitlab.WithContext(ctx))
@@ -152,30 +187,42 @@ func (s *Source) pipelineJobs(ctx context.Context, project, pipeline int64, requ
 	}
 }
 
-// ranStages groups the jobs that ran (started and ended) by stage, stages in
-// GitLab's order (by their lowest job ID) and jobs by ID within a stage.
-func ranStages(jobs []*gitlab.Job) [][]*gitlab.Job {
+// ranStages groups the attempts that ran (started and ended) by stage and
+// job: stages in GitLab's order (their lowest job ID over every attempt),
+// jobs by their first attempt's ID, each job's attempts by ID.
+func ranStages(jobs []*gitlab.Job) [][][]*gitlab.Job {
 	first := map[string]int64{} // stage → its lowest job ID, over every job
 	for _, j := range jobs {
 		if f, ok := first[j.Stage]; !ok || j.ID < f {
 			first[j.Stage] = j.ID
 		}
 	}
-	byStage := map[string][]*gitlab.Job{}
+	slices.SortFunc(jobs, func(a, b *gitlab.Job) int { return cmp.Compare(a.ID, b.ID) })
+	type key struct{ stage, name string }
+	attempts := map[key][]*gitlab.Job{}
+	var order []key // by first attempt
 	for _, j := range jobs {
-		if j.StartedAt != nil && j.FinishedAt != nil {
-			byStage[j.Stage] = append(byStage[j.Stage], j)
+		if j.StartedAt == nil || j.FinishedAt == nil {
+			continue
 		}
+		k := key{j.Stage, j.Name}
+		if attempts[k] == nil {
+			order = append(order, k)
+		}
+		attempts[k] = append(attempts[k], j)
 	}
-	names := make([]string, 0, len(byStage))
-	for name := range byStage {
-		names = append(names, name)
+	var names []string
+	byStage := map[string][][]*gitlab.Job{}
+	for _, k := range order {
+		if byStage[k.stage] == nil {
+			names = append(names, k.stage)
+		}
+		byStage[k.stage] = append(byStage[k.stage], attempts[k])
 	}
 	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(first[a], first[b]) })
-	out := make([][]*gitlab.Job, len(names))
-	for k, name := range names {
-		out[k] = byStage[name]
-		slices.SortFunc(out[k], func(a, b *gitlab.Job) int { return cmp.Compare(a.ID, b.ID) })
+	out := make([][][]*gitlab.Job, len(names))
+	for i, name := range names {
+		out[i] = byStage[name]
 	}
 	return out
 }

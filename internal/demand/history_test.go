@@ -3,11 +3,19 @@ package demand_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/demand"
 	"github.com/shoalci/shoal/internal/glemu"
 	"github.com/shoalci/shoal/internal/trace"
@@ -100,5 +108,98 @@ func TestHistory(t *testing.T) {
 
 	if _, _, err := src.History(context.Background(), since, since, nil); err == nil {
 		t.Error("an empty window: no error")
+	}
+}
+
+// What the emulator does not do, a scripted GitLab does: retried, manual and
+// canceled jobs, a zero duration, a child pipeline listed apart, a pipeline
+// still canceling, pages, and a project that refuses to list pipelines.
+func TestHistoryOfRealWorldPipelines(t *testing.T) {
+	t0 := time.Date(2026, 11, 17, 10, 0, 0, 0, time.UTC) // a Tuesday
+	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
+	pipeline := func(id int64, status string, created time.Duration) string {
+		return fmt.Sprintf(`{"id":%d,"status":%q,"source":"push","created_at":%q,"updated_at":%q}`, id, status, at(created), at(created))
+	}
+	ran := func(id int64, stage, name, status string, start, secs int, dur float64) string {
+		s := time.Duration(start) * time.Second
+		return fmt.Sprintf(`{"id":%d,"name":%q,"stage":%q,"status":%q,"started_at":%q,"finished_at":%q,"duration":%v,"tag_list":["docker"],"pipeline":{"id":1}}`,
+			id, name, stage, status, at(s), at(s+time.Duration(secs)*time.Second), dur)
+	}
+	pages := map[string][]string{ // path?query → pages of JSON arrays
+		"/api/v4/projects/1/pipelines":                        {"[" + pipeline(10, "success", time.Minute) + "]", "[" + pipeline(11, "canceling", 2*time.Minute) + "]"},
+		"/api/v4/projects/1/pipelines?source=parent_pipeline": {"[" + pipeline(12, "success", 3*time.Minute) + "]"},
+		// unit failed (100) and was retried (102) after build's job (101) was
+		// created; lint was canceled while it ran (duration 0); deploy is manual.
+		"/api/v4/projects/1/pipelines/10/jobs?include_retried=true": {
+			"[" + ran(100, "test", "unit", "failed", 60, 30, 30) + "," + ran(101, "build", "image", "success", 200, 60, 60) + "]",
+			"[" + ran(102, "test", "unit", "success", 100, 40, 40) + "," + `{"id":103,"name":"prod","stage":"deploy","status":"manual","pipeline":{"id":10}}` + "," +
+				ran(104, "test", "lint", "canceled", 60, 5, 0) + "]"},
+		"/api/v4/projects/1/pipelines/12/jobs?include_retried=true": {"[" + ran(200, "test", "child", "success", 200, 20, 20) + "]"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v4/projects/2/pipelines" {
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `{"message":"403 Forbidden"}`)
+			return
+		}
+		key := r.URL.Path
+		for _, q := range []string{"source", "include_retried"} {
+			if v := r.URL.Query().Get(q); v != "" {
+				key += "?" + q + "=" + v
+			}
+		}
+		ps, ok := pages[key]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"message":"404 Not Found"}`)
+			return
+		}
+		page := 1
+		fmt.Sscan(r.URL.Query().Get("page"), &page)
+		if page < len(ps) {
+			w.Header().Set("X-Next-Page", fmt.Sprint(page+1))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, ps[page-1])
+	}))
+	t.Cleanup(srv.Close)
+	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := demand.NewSource(c, demand.Config{Projects: []string{"1", "2"}}, clock.NewVirtual(t0.Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, st, err := src.History(context.Background(), t0, t0.Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2}) || st.Pipelines != 2 || st.Jobs != 4 {
+		t.Errorf("stats %+v: want pipeline 11 unfinished, project 2 refused, 2 pipelines of 4 jobs", st)
+	}
+	var got []string
+	for _, p := range tr.Pipelines {
+		var stages []string
+		for _, s := range p.Stages {
+			var js []string
+			for _, j := range s {
+				js = append(js, j.Duration.String())
+			}
+			stages = append(stages, strings.Join(js, " "))
+		}
+		got = append(got, fmt.Sprintf("%d@%s: %s", p.ID, p.CreatedAt, strings.Join(stages, " | ")))
+	}
+	// Pipeline 10: test (unit's two attempts, 30 s + 40 s, and lint's 5 s),
+	// then build; the manual deploy is no stage. Pipeline 12, the child.
+	want := []string{"10@34h1m0s: 1m10s 5s | 1m0s", "12@34h3m0s: 20s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("trace %q, want %q", got, want)
+	}
+
+	// A window without a finished pipeline is an error that says why.
+	if _, _, err := src.History(context.Background(), t0.Add(90*time.Second), t0.Add(150*time.Second), nil); !errors.Is(err, demand.ErrNoPipelines) ||
+		!strings.Contains(err.Error(), "1 still running") {
+		t.Errorf("a window with only pipeline 11: %v", err)
 	}
 }

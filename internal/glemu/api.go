@@ -697,7 +697,7 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "sort does not have a valid value")
 		return
 	}
-	status := r.URL.Query().Get("status")
+	status, source := r.URL.Query().Get("status"), r.URL.Query().Get("source")
 	// GitLab's Ci::PipelinesFinder: created_at > created_after, < created_before;
 	// updated_at the same.
 	var after, before, updatedAfter, updatedBefore time.Time
@@ -725,7 +725,8 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []apiPipelineBasic
 	for _, pl := range p.pipelines {
-		if (status == "" || pl.status == status) && (after.IsZero() || pl.createdAt.After(after)) &&
+		// Every pipeline here is a push pipeline: none is a child.
+		if (status == "" || pl.status == status) && (source == "" || source == "push") && (after.IsZero() || pl.createdAt.After(after)) &&
 			(before.IsZero() || pl.createdAt.Before(before)) && (updatedAfter.IsZero() || pl.updatedAt.After(updatedAfter)) &&
 			(updatedBefore.IsZero() || pl.updatedAt.Before(updatedBefore)) {
 			out = append(out, s.apiPipelineBasic(pl))

@@ -7,6 +7,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -127,6 +128,9 @@ func DefaultConfig(t *trace.Trace) *config.Config {
 // Run simulates.
 func Run(ctx context.Context, o Options) (Result, error) {
 	started := time.Now() // wall time, for the report only
+	if o.Trace == nil || o.Trace.Jobs() == 0 {
+		return Result{}, errors.New("the trace has no jobs: there is nothing to simulate")
+	}
 	if o.Config == nil {
 		o.Config = DefaultConfig(o.Trace)
 	}

@@ -313,3 +313,11 @@ func TestReportOfRunsOfDifferentLengths(t *testing.T) {
 		}
 	}
 }
+
+// A trace with no jobs (an export of a quiet window) is refused, not crashed on.
+func TestRunRefusesAnEmptyTrace(t *testing.T) {
+	_, err := sim.Run(context.Background(), sim.Options{Trace: parseTrace(t, "empty", trace.Header+"\n"), Policy: policy.NewShoal()})
+	if err == nil || !strings.Contains(err.Error(), "no jobs") {
+		t.Fatalf("an empty trace: %v", err)
+	}
+}
