@@ -127,9 +127,7 @@ one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 // window is the export's [from, to): the last whole week, Monday to Monday
 // UTC, unless since or until say otherwise.
 func window(since, until string, now time.Time) (from, to time.Time, err error) {
-	now = now.UTC()
-	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	monday := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
+	monday := trace.WeekStart(now)
 	from, to = monday.AddDate(0, 0, -7), monday
 	if since != "" {
 		if from, err = parseWhen(since, now); err != nil {

@@ -62,7 +62,7 @@ var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the
 // pipelines are listed apart) and one per pipeline. progress, if not nil, is
 // called before each pipeline is read and once at the end.
 func (s *Source) History(ctx context.Context, since, until time.Time, progress func(done, total int)) (*trace.Trace, HistoryStats, error) {
-	st := HistoryStats{Start: mondayOf(since)}
+	st := HistoryStats{Start: trace.WeekStart(since)}
 	if !until.After(since) {
 		return nil, st, fmt.Errorf("read history: the window is empty: %s is not after %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
@@ -225,11 +225,4 @@ func ranStages(jobs []*gitlab.Job) [][][]*gitlab.Job {
 		out[i] = byStage[name]
 	}
 	return out
-}
-
-// mondayOf is the Monday 00:00 UTC on or before t.
-func mondayOf(t time.Time) time.Time {
-	t = t.UTC()
-	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
 }

@@ -43,3 +43,12 @@ func tenths(d time.Duration) string {
 	}
 	return tenthsString(int64(d.Round(100*time.Millisecond) / (100 * time.Millisecond)))
 }
+
+// WeekStart is the Monday 00:00 UTC on or before t: where a trace of a
+// window beginning at t starts, since by the format's convention a trace
+// starts on a Monday at midnight UTC.
+func WeekStart(t time.Time) time.Time {
+	t = t.UTC()
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
+}

@@ -91,3 +91,17 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("a negative creation time: %v, want a ParseError", err)
 	}
 }
+
+func TestWeekStart(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	for in, want := range map[time.Time]time.Time{
+		time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC):   time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), // a Monday
+		time.Date(2026, 11, 29, 23, 59, 0, 0, time.UTC): time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), // the Sunday after
+		time.Date(2026, 11, 30, 0, 30, 0, 0, berlin):    time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), // still Sunday in UTC
+		time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC):    time.Date(2026, 12, 28, 0, 0, 0, 0, time.UTC), // across a year
+	} {
+		if got := trace.WeekStart(in); !got.Equal(want) {
+			t.Errorf("WeekStart(%v) = %v, want %v", in, got, want)
+		}
+	}
+}
