@@ -125,11 +125,37 @@ func DefaultConfig(t *trace.Trace) *config.Config {
 	return &c
 }
 
+// check refuses what no policy could simulate: a trace without jobs, or jobs
+// no pool of the config takes (they would wait to the end of every run).
+func (o Options) check() error {
+	if o.Trace == nil || o.Trace.Jobs() == 0 {
+		return errors.New("the trace has no jobs: there is nothing to simulate")
+	}
+	if o.Config == nil {
+		return nil // DefaultConfig makes a pool per tag set
+	}
+	var orphans []string
+	for _, set := range o.Trace.TagSets() {
+		if !slices.ContainsFunc(o.Config.Pools, func(p config.Pool) bool { return p.Takes(set) }) {
+			name := strings.Join(set, ";")
+			if name == "" {
+				name = "(untagged)"
+			}
+			orphans = append(orphans, name)
+		}
+	}
+	if len(orphans) > 0 {
+		return fmt.Errorf("no pool takes the jobs tagged %s: add a pool whose tags include theirs (or run_untagged = true for untagged jobs), or leave out --config to get a pool per tag set",
+			strings.Join(orphans, ", "))
+	}
+	return nil
+}
+
 // Run simulates.
 func Run(ctx context.Context, o Options) (Result, error) {
 	started := time.Now() // wall time, for the report only
-	if o.Trace == nil || o.Trace.Jobs() == 0 {
-		return Result{}, errors.New("the trace has no jobs: there is nothing to simulate")
+	if err := o.check(); err != nil {
+		return Result{}, err
 	}
 	if o.Config == nil {
 		o.Config = DefaultConfig(o.Trace)
