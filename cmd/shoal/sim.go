@@ -111,6 +111,9 @@ func runSim(cmd *cobra.Command, f simFlags, t *trace.Trace, settings []sim.Setti
 			return usageError{err}
 		}
 	}
+	if err := opts.Check(); err != nil {
+		return err
+	}
 	errw := cmd.ErrOrStderr()
 	results, err := sim.RunAll(cmd.Context(), opts, settings, func(done, total int, r sim.Result) {
 		if f.compare { // progress goes to stderr, so JSON on stdout stays clean

@@ -23,6 +23,10 @@ func TestSimCommand(t *testing.T) {
 	if err := os.WriteFile(path, []byte(smallTrace), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dockerOnly := filepath.Join(t.TempDir(), "docker.toml")
+	if err := os.WriteFile(dockerOnly, []byte("[[pool]]\nname = \"docker\"\ntags = [\"docker\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -34,6 +38,7 @@ func TestSimCommand(t *testing.T) {
 		{[]string{"sim", "--trace", path, "--compare", "--policy", "static"}, exitUsage, "--compare runs every policy"},
 		{[]string{"sim", "--trace", path, "--compare", "--jobs", path + ".jobs"}, exitUsage, "--compare runs every policy"},
 		{[]string{"sim", "--trace", path + ".missing"}, exitFailure, "no such file"},
+		{[]string{"sim", "--trace", path, "--config", dockerOnly}, exitFailure, "no pool takes the jobs tagged docker;large"},
 		{[]string{"sim", "--trace", path, "--policy", "docker-machine", "--param", "idle_count=1"}, exitOK, "docker-machine  idle_count=1"},
 		{[]string{"sim", "--trace", path, "--compare"}, exitOK, "waited at least a cold start (65 s, the shortest boot plus registration)"},
 	} {

@@ -125,11 +125,14 @@ func DefaultConfig(t *trace.Trace) *config.Config {
 	return &c
 }
 
-// check refuses what no policy could simulate: a trace without jobs, or jobs
-// no pool of the config takes (they would wait to the end of every run).
-func (o Options) check() error {
+var errNoJobs = errors.New("the trace has no jobs: there is nothing to simulate")
+
+// Check refuses what no policy could simulate usefully: a trace without jobs,
+// or jobs no pool of the config takes (they would wait to the end of every
+// run; Run accounts for such jobs, but a user wants to hear of them first).
+func (o Options) Check() error {
 	if o.Trace == nil || o.Trace.Jobs() == 0 {
-		return errors.New("the trace has no jobs: there is nothing to simulate")
+		return errNoJobs
 	}
 	if o.Config == nil {
 		return nil // DefaultConfig makes a pool per tag set
@@ -154,8 +157,8 @@ func (o Options) check() error {
 // Run simulates.
 func Run(ctx context.Context, o Options) (Result, error) {
 	started := time.Now() // wall time, for the report only
-	if err := o.check(); err != nil {
-		return Result{}, err
+	if o.Trace == nil || o.Trace.Jobs() == 0 {
+		return Result{}, errNoJobs
 	}
 	if o.Config == nil {
 		o.Config = DefaultConfig(o.Trace)

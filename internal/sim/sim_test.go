@@ -322,11 +322,11 @@ func TestRunRefusesAnEmptyTrace(t *testing.T) {
 	}
 }
 
-// Jobs no pool of the config takes are refused before any run, by name.
+// Check names the tag sets no pool of the config takes.
 func TestRunRefusesJobsNoPoolTakes(t *testing.T) {
 	tr := parseTrace(t, "mixed", trace.Header+"\n1,1,0,60.0,120.0,\n2,1,0,60.0,90.0,docker\n3,1,1,60.0,30.0,docker;gpu\n")
 	cfg := parseConfig(t, "[[pool]]\nname = \"docker\"\ntags = [\"docker\"]\n")
-	_, err := sim.RunAll(context.Background(), sim.Options{Trace: tr, Config: cfg}, []sim.Setting{{Policy: "shoal"}}, nil)
+	err := sim.Options{Trace: tr, Config: cfg}.Check()
 	if err == nil || !strings.Contains(err.Error(), "no pool takes the jobs tagged (untagged), docker;gpu:") {
 		t.Fatalf("a config without pools for two tag sets: %v", err)
 	}
