@@ -44,7 +44,8 @@ GITLAB_TOKEN.
 The window is by default the last whole week, Monday 00:00 to Monday 00:00 UTC, the shape of
 the traces in shared/traces. The trace starts on the Monday 00:00 UTC on or before the
 window, so times of day and weekdays stay true. Stages keep GitLab's order; a retried job
-lasts all its attempts; child pipelines count as pipelines; jobs that never started
+lasts all its attempts; child pipelines count as pipelines (GitLab 17.0 and later list
+them); jobs that never started
 (manual, skipped) and pipelines still running are left out. Requests go one at a time,
 one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 		Example: `  GITLAB_TOKEN=glpat-… shoal trace export --project acme/api --group acme/web --out mine.csv
@@ -119,7 +120,7 @@ one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 	fl.StringArrayVar(&projects, "project", nil, "project ID or full path (repeatable)")
 	fl.StringArrayVar(&groups, "group", nil, "group ID or full path: all its projects, subgroups included (repeatable)")
 	fl.StringVar(&since, "since", "", "start of the window: a time ago (7d, 36h), a date (2026-11-16, UTC) or an RFC 3339 time (default: the last whole week's Monday)")
-	fl.StringVar(&until, "until", "", "end of the window, as --since (default: now, or with no --since the last Monday 00:00 UTC)")
+	fl.StringVar(&until, "until", "", "end of the window, as --since (default: now, or with no --since the last Monday 00:00 UTC); alone, the window is the week before it")
 	fl.StringVarP(&out, "out", "o", "", "trace file to write (default: standard output)")
 	return cmd
 }
@@ -139,9 +140,16 @@ func window(since, until string, now time.Time) (from, to time.Time, err error) 
 		if to, err = parseWhen(until, now); err != nil {
 			return from, to, fmt.Errorf("--until: %w", err)
 		}
+		if since == "" {
+			from = to.AddDate(0, 0, -7) // the week before
+		}
 	}
 	if !to.After(from) {
-		return from, to, fmt.Errorf("the window from %s to %s is empty: --until must come after --since", from.Format(time.RFC3339), to.Format(time.RFC3339))
+		end := "now"
+		if until != "" {
+			end = "--until " + to.Format(time.RFC3339)
+		}
+		return from, to, fmt.Errorf("--since %s is not before %s: the window is empty", from.Format(time.RFC3339), end)
 	}
 	return from, to, nil
 }

@@ -118,7 +118,9 @@ func TestExportWindow(t *testing.T) {
 		{"", "", day(16), day(23), ""}, // the last whole week
 		{"7d", "", now.AddDate(0, 0, -7), now, ""},
 		{"2026-11-02", "2026-11-16", day(2), day(16), ""},
-		{"2026-11-30", "", time.Time{}, time.Time{}, "--until must come after --since"},
+		{"", "2026-11-10", day(3), day(10), ""}, // the week before --until
+		{"2026-11-30", "", time.Time{}, time.Time{}, "--since 2026-11-30T00:00:00Z is not before now"},
+		{"2026-11-12", "2026-11-10", time.Time{}, time.Time{}, "is not before --until 2026-11-10T00:00:00Z"},
 		{"", "monday", time.Time{}, time.Time{}, "--until:"},
 	} {
 		from, to, err := window(tc.since, tc.until, now)

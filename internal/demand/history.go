@@ -54,7 +54,8 @@ var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the
 //     is one job lasting all its attempts that ran (the runner time it
 //     took). Jobs that never started (manual, skipped, canceled before a
 //     runner took them) are left out.
-//   - Child pipelines count as pipelines of their own, from their creation.
+//   - Child pipelines count as pipelines of their own, from their creation
+//     (GitLab 17.0 on: an older GitLab does not list them).
 //   - Pipelines still running or waiting are left out, and counted; so are
 //     projects that refuse to list pipelines (CI/CD turned off).
 //
@@ -80,8 +81,9 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 	seen := map[int64]bool{}
 projects:
 	for _, pid := range projects {
-		// GitLab lists child pipelines only when asked for them by source
-		// (GitLab 17.0 on; before, with the others: seen dedupes them).
+		var mine []found // this project's, kept only if GitLab lists them all
+		// GitLab lists child pipelines only when asked for them by source,
+		// and only from GitLab 17.0 on: before, they are not listed at all.
 		for _, source := range []*string{nil, gitlab.Ptr("parent_pipeline")} {
 			// GitLab's created_after is strict: ask from a second before. A
 			// GitLab older than created_after ignores it, but has
@@ -103,7 +105,7 @@ projects:
 				for _, p := range ps {
 					if p.CreatedAt != nil && !p.CreatedAt.Before(since) && p.CreatedAt.Before(until) && !seen[p.ID] {
 						seen[p.ID] = true
-						pipelines = append(pipelines, found{pid, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
+						mine = append(mine, found{pid, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
 					}
 				}
 				if resp.NextPage == 0 {
@@ -112,6 +114,7 @@ projects:
 				opt.Page = resp.NextPage
 			}
 		}
+		pipelines = append(pipelines, mine...)
 	}
 	slices.SortFunc(pipelines, func(a, b found) int {
 		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.info.ID, b.info.ID))
