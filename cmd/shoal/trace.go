@@ -103,6 +103,9 @@ one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 			if st.Unfinished+st.Empty > 0 {
 				fmt.Fprintf(errw, "Left out: %d still running, %d with no job that ran.\n", st.Unfinished, st.Empty)
 			}
+			if st.NoChildren {
+				fmt.Fprintln(errw, "This GitLab is older than 17.0 and does not list child pipelines: their jobs are not in the trace.")
+			}
 			if len(st.Refused) > 0 {
 				fmt.Fprintf(errw, "Left out: projects %v, which refused to list pipelines (CI/CD turned off, or the token lacks access).\n", st.Refused)
 			}

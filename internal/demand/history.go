@@ -26,6 +26,9 @@ type HistoryStats struct {
 	// Refused are projects whose pipelines GitLab would not list (403: CI/CD
 	// turned off, or no access): left out.
 	Refused []int64
+	// NoChildren: this GitLab (older than 17.0, by GET /version) does not
+	// list child pipelines, so their jobs are missing from the trace.
+	NoChildren bool
 	// Requests is the GitLab API requests made.
 	Requests int
 	// Start is the trace's time 0: the Monday 00:00 UTC on or before since.
@@ -55,7 +58,8 @@ var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the
 //     took). Jobs that never started (manual, skipped, canceled before a
 //     runner took them) are left out.
 //   - Child pipelines count as pipelines of their own, from their creation
-//     (GitLab 17.0 on: an older GitLab does not list them).
+//     (GitLab 17.0 on: an older GitLab does not list them, and NoChildren
+//     says so).
 //   - Pipelines still running or waiting are left out, and counted; so are
 //     projects that refuse to list pipelines (CI/CD turned off).
 //
@@ -72,6 +76,13 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 		return nil, st, err
 	}
 	st.Projects = len(projects)
+	if v, _, err := s.c.Version.GetVersion(gitlab.WithContext(ctx)); err == nil {
+		var major int
+		if _, err := fmt.Sscanf(v.Version, "%d.", &major); err == nil && major < 17 {
+			st.NoChildren = true
+		}
+	}
+	st.Requests++
 	type found struct {
 		project int64
 		info    *gitlab.PipelineInfo

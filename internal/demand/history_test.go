@@ -65,8 +65,8 @@ func TestHistory(t *testing.T) {
 	if want := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); !st.Start.Equal(want) {
 		t.Errorf("trace starts %v, want %v", st.Start, want)
 	}
-	if st.Pipelines != 2 || st.Jobs != 4 || st.Unfinished != 1 || st.Empty != 0 || st.Projects != 2 {
-		t.Errorf("stats %+v: want 2 pipelines, 4 jobs, 1 unfinished, in 2 projects", st)
+	if st.Pipelines != 2 || st.Jobs != 4 || st.Unfinished != 1 || st.Empty != 0 || st.Projects != 2 || st.NoChildren {
+		t.Errorf("stats %+v: want 2 pipelines, 4 jobs, 1 unfinished, in 2 projects, from a GitLab that lists children", st)
 	}
 	type job struct {
 		d    time.Duration
@@ -137,6 +137,10 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 		"/api/v4/projects/1/pipelines/12/jobs?include_retried=true": {"[" + ran(200, "test", "child", "success", 200, 20, 20) + "]"},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v4/version" {
+			fmt.Fprint(w, `{"version":"16.11.2-ee","revision":"abc"}`)
+			return
+		}
 		if r.URL.Path == "/api/v4/projects/2/pipelines" {
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprint(w, `{"message":"403 Forbidden"}`)
@@ -175,8 +179,8 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2}) || st.Pipelines != 2 || st.Jobs != 4 {
-		t.Errorf("stats %+v: want pipeline 11 unfinished, project 2 refused, 2 pipelines of 4 jobs", st)
+	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2}) || st.Pipelines != 2 || st.Jobs != 4 || !st.NoChildren {
+		t.Errorf("stats %+v: want pipeline 11 unfinished, project 2 refused, 2 pipelines of 4 jobs, and a warning that GitLab 16 lists no children", st)
 	}
 	var got []string
 	for _, p := range tr.Pipelines {

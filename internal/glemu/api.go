@@ -22,6 +22,7 @@ func (s *Server) routes() {
 	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request)) {
 		mux.HandleFunc("GET "+Prefix+pattern, h)
 	}
+	handle("/version", s.getVersion)
 	handle("/projects", s.listProjects)
 	handle("/projects/{id}", s.getProject)
 	handle("/projects/{id}/jobs", s.listProjectJobs)
@@ -591,6 +592,14 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b apiProject) int { return dir * cmp.Compare(a.ID, b.ID) })
 	paginate(w, r, out)
+}
+
+// Version is the GitLab version the emulator answers to GET /version: one
+// whose pipeline listing has source=parent_pipeline (17.0 on).
+const Version = "17.5.0"
+
+func (s *Server) getVersion(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": Version, "revision": "glemu"})
 }
 
 func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
