@@ -168,16 +168,16 @@ func Findings(rs []Result) []string {
 		}
 		out = append(out, fmt.Sprintf("%d baseline settings beat shoal on both p95 wait and cost: %s.", len(v.Beaten), strings.Join(beaten, "; ")))
 	}
-	switch {
-	case v.DockerMachine < 0:
+	if v.DockerMachine < 0 {
 		out = append(out, "No docker-machine setting costs as much as shoal.")
-	case rs[v.DockerMachine].WaitS.P95 == 0:
+	} else {
 		dm := rs[v.DockerMachine]
-		out = append(out, fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 0 s at $%.2f.", Setting{Policy: dm.Policy, Params: dm.Params}, dm.CostUSD))
-	default:
-		dm := rs[v.DockerMachine]
-		out = append(out, fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f; shoal's p95 is %.0f%% of it (target: at most 50%%).",
-			Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD, 100*s.WaitS.P95/dm.WaitS.P95))
+		line := fmt.Sprintf("docker-machine at the nearest equal or higher cost: %s, p95 %.1f s at $%.2f",
+			Setting{Policy: dm.Policy, Params: dm.Params}, dm.WaitS.P95, dm.CostUSD)
+		if dm.WaitS.P95 > 0 {
+			line += fmt.Sprintf("; shoal's p95 is %.0f%% of it (target: at most 50%%)", 100*s.WaitS.P95/dm.WaitS.P95)
+		}
+		out = append(out, line+".")
 	}
 	if s.Jobs > 0 {
 		out = append(out, fmt.Sprintf("%d of shoal's %d jobs (%.1f%%) waited at least a cold start (%.0f s, the shortest boot plus registration); its p95 wait is shorter than a cold start only when fewer than 5%% do.",
