@@ -113,7 +113,8 @@ func TestHistory(t *testing.T) {
 
 // What the emulator does not do, a scripted GitLab does: retried, manual and
 // canceled jobs, a zero duration, a child pipeline listed apart, a pipeline
-// still canceling, pages, and a project that refuses to list pipelines.
+// still canceling, pages, and projects that refuse to list pipelines, at once
+// or part-way.
 func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	t0 := time.Date(2026, 11, 17, 10, 0, 0, 0, time.UTC) // a Tuesday
 	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
@@ -135,13 +136,15 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 			"[" + ran(102, "test", "unit", "success", 100, 40, 40) + "," + `{"id":103,"name":"prod","stage":"deploy","status":"manual","pipeline":{"id":10}}` + "," +
 				ran(104, "test", "lint", "canceled", 60, 5, 0) + "]"},
 		"/api/v4/projects/1/pipelines/12/jobs?include_retried=true": {"[" + ran(200, "test", "child", "success", 200, 20, 20) + "]"},
+		// Project 3 lists its pipelines, then refuses its child pipelines.
+		"/api/v4/projects/3/pipelines": {"[" + pipeline(30, "success", 4*time.Minute) + "]"},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v4/version" {
 			fmt.Fprint(w, `{"version":"16.11.2-ee","revision":"abc"}`)
 			return
 		}
-		if r.URL.Path == "/api/v4/projects/2/pipelines" {
+		if r.URL.Path == "/api/v4/projects/2/pipelines" || r.URL.Path == "/api/v4/projects/3/pipelines" && r.URL.Query().Get("source") != "" {
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprint(w, `{"message":"403 Forbidden"}`)
 			return
@@ -171,7 +174,7 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := demand.NewSource(c, demand.Config{Projects: []string{"1", "2"}}, clock.NewVirtual(t0.Add(time.Hour)))
+	src, err := demand.NewSource(c, demand.Config{Projects: []string{"1", "2", "3"}}, clock.NewVirtual(t0.Add(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +182,8 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2}) || st.Pipelines != 2 || st.Jobs != 4 || !st.NoChildren {
-		t.Errorf("stats %+v: want pipeline 11 unfinished, project 2 refused, 2 pipelines of 4 jobs, and a warning that GitLab 16 lists no children", st)
+	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2, 3}) || st.Pipelines != 2 || st.Jobs != 4 || !st.NoChildren {
+		t.Errorf("stats %+v: want pipeline 11 unfinished, projects 2 and 3 refused (3 part-way, so none of its pipelines), 2 pipelines of 4 jobs, and a warning that GitLab 16 lists no children", st)
 	}
 	var got []string
 	for _, p := range tr.Pipelines {
