@@ -44,8 +44,7 @@ GITLAB_TOKEN.
 The window is by default the last whole week, Monday 00:00 to Monday 00:00 UTC, the shape of
 the traces in shared/traces. The trace starts on the Monday 00:00 UTC on or before the
 window, so times of day and weekdays stay true. Stages keep GitLab's order; a retried job
-lasts all its attempts; child pipelines count as pipelines (GitLab 17.0 and later list
-them); jobs that never started
+lasts all its attempts; child pipelines count as pipelines; jobs that never started
 (manual, skipped) and pipelines still running are left out. Requests go one at a time,
 one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 		Example: `  GITLAB_TOKEN=glpat-… shoal trace export --project acme/api --group acme/web --out mine.csv
@@ -103,8 +102,8 @@ one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
 			if st.Unfinished+st.Empty > 0 {
 				fmt.Fprintf(errw, "Left out: %d still running, %d with no job that ran.\n", st.Unfinished, st.Empty)
 			}
-			if st.NoChildren {
-				fmt.Fprintln(errw, "This GitLab is older than 17.0 and does not list child pipelines: their jobs are not in the trace.")
+			if st.ChildrenViaBridges {
+				fmt.Fprintln(errw, "This GitLab is older than 17.0 and does not list child pipelines: they were found through their parents' trigger jobs.")
 			}
 			if len(st.Refused) > 0 {
 				fmt.Fprintf(errw, "Left out: projects %v, which refused to list pipelines (CI/CD turned off, or the token lacks access).\n", st.Refused)

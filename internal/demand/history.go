@@ -26,9 +26,10 @@ type HistoryStats struct {
 	// Refused are projects whose pipelines GitLab would not list (403: CI/CD
 	// turned off, or no access): left out.
 	Refused []int64
-	// NoChildren: this GitLab (older than 17.0, by GET /version) does not
-	// list child pipelines, so their jobs are missing from the trace.
-	NoChildren bool
+	// ChildrenViaBridges: this GitLab (older than 17.0, by GET /version)
+	// does not list child pipelines, so they were found through their
+	// parents' trigger jobs, at one more request per pipeline.
+	ChildrenViaBridges bool
 	// Requests is the GitLab API requests made.
 	Requests int
 	// Start is the trace's time 0: the Monday 00:00 UTC on or before since.
@@ -57,14 +58,14 @@ var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the
 //     is one job lasting all its attempts that ran (the runner time it
 //     took). Jobs that never started (manual, skipped, canceled before a
 //     runner took them) are left out.
-//   - Child pipelines count as pipelines of their own, from their creation
-//     (GitLab 17.0 on: an older GitLab does not list them, and NoChildren
-//     says so).
+//   - Child pipelines count as pipelines of their own, from their creation.
+//     GitLab 17.0 on lists them; before, they are found through their
+//     parents' trigger jobs (bridges).
 //   - Pipelines still running or waiting are left out, and counted; so are
 //     projects that refuse to list pipelines (CI/CD turned off).
 //
 // It makes two requests per 100 pipelines per project (parent and child
-// pipelines are listed apart) and one per pipeline. progress, if not nil, is
+// pipelines are listed apart) and one per pipeline (two before GitLab 17.0). progress, if not nil, is
 // called before each pipeline is read and once at the end.
 func (s *Source) History(ctx context.Context, since, until time.Time, progress func(done, total int)) (*trace.Trace, HistoryStats, error) {
 	st := HistoryStats{Start: trace.WeekStart(since)}
@@ -79,7 +80,7 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 	if v, _, err := s.c.Version.GetVersion(gitlab.WithContext(ctx)); err == nil {
 		var major int
 		if _, err := fmt.Sscanf(v.Version, "%d.", &major); err == nil && major < 17 {
-			st.NoChildren = true
+			st.ChildrenViaBridges = true
 		}
 	}
 	st.Requests++
@@ -126,6 +127,33 @@ projects:
 			}
 		}
 		pipelines = append(pipelines, mine...)
+	}
+	if st.ChildrenViaBridges {
+		// The list grows as children are found: their own children follow.
+		for i := 0; i < len(pipelines); i++ {
+			f := pipelines[i]
+			opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}}
+			for {
+				bridges, resp, err := s.c.Jobs.ListPipelineBridges(f.project, f.info.ID, opt, gitlab.WithContext(ctx))
+				st.Requests++
+				if err != nil {
+					return nil, st, fmt.Errorf("list trigger jobs of pipeline %d of project %d: %w", f.info.ID, f.project, hint(err))
+				}
+				for _, b := range bridges {
+					// A child runs in its parent's project; a multi-project
+					// downstream pipeline is listed with its own project.
+					if c := b.DownstreamPipeline; c != nil && c.ProjectID == f.project && c.CreatedAt != nil && !seen[c.ID] &&
+						!c.CreatedAt.Before(since) && c.CreatedAt.Before(until) {
+						seen[c.ID] = true
+						pipelines = append(pipelines, found{f.project, c, c.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
+					}
+				}
+				if resp.NextPage == 0 {
+					break
+				}
+				opt.Page = resp.NextPage
+			}
+		}
 	}
 	slices.SortFunc(pipelines, func(a, b found) int {
 		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.info.ID, b.info.ID))

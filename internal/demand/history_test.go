@@ -65,7 +65,7 @@ func TestHistory(t *testing.T) {
 	if want := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC); !st.Start.Equal(want) {
 		t.Errorf("trace starts %v, want %v", st.Start, want)
 	}
-	if st.Pipelines != 2 || st.Jobs != 4 || st.Unfinished != 1 || st.Empty != 0 || st.Projects != 2 || st.NoChildren {
+	if st.Pipelines != 2 || st.Jobs != 4 || st.Unfinished != 1 || st.Empty != 0 || st.Projects != 2 || st.ChildrenViaBridges {
 		t.Errorf("stats %+v: want 2 pipelines, 4 jobs, 1 unfinished, in 2 projects, from a GitLab that lists children", st)
 	}
 	type job struct {
@@ -136,6 +136,14 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 			"[" + ran(102, "test", "unit", "success", 100, 40, 40) + "," + `{"id":103,"name":"prod","stage":"deploy","status":"manual","pipeline":{"id":10}}` + "," +
 				ran(104, "test", "lint", "canceled", 60, 5, 0) + "]"},
 		"/api/v4/projects/1/pipelines/12/jobs?include_retried=true": {"[" + ran(200, "test", "child", "success", 200, 20, 20) + "]"},
+		// This GitLab is 16.11: it lists no children, but pipeline 10's
+		// trigger job started child pipeline 13, which started none.
+		"/api/v4/projects/1/pipelines/10/bridges": {`[{"id":105,"status":"success","downstream_pipeline":` +
+			`{"id":13,"project_id":1,"status":"success","created_at":"` + at(5*time.Minute) + `"}}]`},
+		"/api/v4/projects/1/pipelines/11/bridges":                   {"[]"},
+		"/api/v4/projects/1/pipelines/12/bridges":                   {"[]"},
+		"/api/v4/projects/1/pipelines/13/bridges":                   {"[]"},
+		"/api/v4/projects/1/pipelines/13/jobs?include_retried=true": {"[" + ran(300, "test", "grandchild", "success", 400, 15, 15) + "]"},
 		// Project 3 lists its pipelines, then refuses its child pipelines.
 		"/api/v4/projects/3/pipelines": {"[" + pipeline(30, "success", 4*time.Minute) + "]"},
 	}
@@ -182,8 +190,8 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2, 3}) || st.Pipelines != 2 || st.Jobs != 4 || !st.NoChildren {
-		t.Errorf("stats %+v: want pipeline 11 unfinished, projects 2 and 3 refused (3 part-way, so none of its pipelines), 2 pipelines of 4 jobs, and a warning that GitLab 16 lists no children", st)
+	if st.Unfinished != 1 || !slices.Equal(st.Refused, []int64{2, 3}) || st.Pipelines != 3 || st.Jobs != 5 || !st.ChildrenViaBridges {
+		t.Errorf("stats %+v: want pipeline 11 unfinished, projects 2 and 3 refused (3 part-way, so none of its pipelines), 3 pipelines of 5 jobs, children found through bridges", st)
 	}
 	var got []string
 	for _, p := range tr.Pipelines {
@@ -198,8 +206,9 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d@%s: %s", p.ID, p.CreatedAt, strings.Join(stages, " | ")))
 	}
 	// Pipeline 10: test (unit's two attempts, 30 s + 40 s, and lint's 5 s),
-	// then build; the manual deploy is no stage. Pipeline 12, the child.
-	want := []string{"10@34h1m0s: 1m10s 5s | 1m0s", "12@34h3m0s: 20s"}
+	// then build; the manual deploy is no stage. Pipelines 12 and 13, children
+	// listed and found through a trigger job.
+	want := []string{"10@34h1m0s: 1m10s 5s | 1m0s", "12@34h3m0s: 20s", "13@34h5m0s: 15s"}
 	if !slices.Equal(got, want) {
 		t.Errorf("trace %q, want %q", got, want)
 	}
