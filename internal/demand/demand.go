@@ -246,23 +246,20 @@ func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error)
 		IncludeSubGroups: gitlab.Ptr(true),
 		Simple:           gitlab.Ptr(true),
 	}
-	var ids []int64
-	for {
-		ps, resp, err := s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("list projects of group %s: %w", g, hint(err))
-		}
-		for _, p := range ps {
-			ids = append(ids, p.ID)
-		}
-		if resp.NextPage == 0 {
-			return ids, nil
-		}
-		opt.Page = resp.NextPage
+	ps, err := collect(&opt.Page, 0, func() ([]*gitlab.Project, *gitlab.Response, error) {
+		return s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list projects of group %s: %w", g, err)
 	}
+	ids := make([]int64, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids, nil
 }
 
-// pending lists a project's pending jobs, every page.
+// maxPending is MaxPending or its default.
 func (s *Source) maxPending() int {
 	if s.cfg.MaxPending > 0 {
 		return s.cfg.MaxPending
@@ -270,32 +267,30 @@ func (s *Source) maxPending() int {
 	return 1000
 }
 
+// pending lists a project's pending jobs, up to maxPending.
 func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]PendingJob, error) {
 	opt := &gitlab.ListJobsOptions{
 		ListOptions: gitlab.ListOptions{PerPage: 100},
 		Scope:       &[]gitlab.BuildStateValue{gitlab.Pending},
 	}
-	var out []PendingJob
-	for {
-		jobs, resp, err := s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, hint(err))
-		}
-		for _, j := range jobs {
-			pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
-				Tags: tags.Sorted(j.TagList)}
-			if j.CreatedAt != nil {
-				pj.CreatedAt = *j.CreatedAt
-			}
-			// For a pending job GitLab's queued_duration runs up to now.
-			pj.QueuedAt = now.Add(-time.Duration(j.QueuedDuration * float64(time.Second))).Round(time.Millisecond)
-			out = append(out, pj)
-		}
-		if resp.NextPage == 0 || len(out) >= s.maxPending() {
-			return out, nil
-		}
-		opt.Page = resp.NextPage
+	jobs, err := collect(&opt.Page, s.maxPending(), func() ([]*gitlab.Job, *gitlab.Response, error) {
+		return s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
 	}
+	out := make([]PendingJob, len(jobs))
+	for i, j := range jobs {
+		pj := PendingJob{ID: j.ID, ProjectID: pid, PipelineID: j.Pipeline.ID, Name: j.Name, Stage: j.Stage,
+			Tags: tags.Sorted(j.TagList)}
+		if j.CreatedAt != nil {
+			pj.CreatedAt = *j.CreatedAt
+		}
+		// For a pending job GitLab's queued_duration runs up to now.
+		pj.QueuedAt = now.Add(-time.Duration(j.QueuedDuration * float64(time.Second))).Round(time.Millisecond)
+		out[i] = pj
+	}
+	return out, nil
 }
 
 // created returns the created jobs of each pipeline's next stage. Every
@@ -418,17 +413,28 @@ func (s *Source) createdJobs(ctx context.Context, pid, pipeline int64) ([]Create
 }
 
 // readPages reads a list at path page by page (opt holds the query, page
-// points at its page number), up to limit items (0: every page). Errors carry
-// what to do when the token is at fault.
+// points at its page number), up to limit items (0: every page), for lists
+// client-go has no method or type for, or whose type costs more to decode
+// than the fields used.
 func readPages[T any](ctx context.Context, c *gitlab.Client, path string, opt any, page *int64, limit int, extra ...gitlab.RequestOptionFunc) ([]T, error) {
-	var out []T
-	for {
+	return collect(page, limit, func() ([]T, *gitlab.Response, error) {
 		req, err := c.NewRequest(http.MethodGet, path, opt, append([]gitlab.RequestOptionFunc{gitlab.WithContext(ctx)}, extra...))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var items []T
 		resp, err := c.Do(req, &items)
+		return items, resp, err
+	})
+}
+
+// collect reads a list page by page: list reads the page *page names, and
+// collect moves *page on until GitLab has no next page or limit items are in
+// (0: no limit). Errors carry what to do when the token is at fault.
+func collect[T any](page *int64, limit int, list func() ([]T, *gitlab.Response, error)) ([]T, error) {
+	var out []T
+	for {
+		items, resp, err := list()
 		if err != nil {
 			return nil, hint(err)
 		}

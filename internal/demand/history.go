@@ -30,8 +30,6 @@ type HistoryStats struct {
 	// does not list child pipelines, so they were found through their
 	// parents' trigger jobs, at one more request per pipeline.
 	ChildrenViaBridges bool
-	// Requests is the GitLab API requests made.
-	Requests int
 	// Start is the trace's time 0: the Monday 00:00 UTC on or before since.
 	Start time.Time
 }
@@ -65,7 +63,8 @@ var ErrNoPipelines = errors.New("no finished pipeline with a job that ran in the
 //     projects that refuse to list pipelines (CI/CD turned off).
 //
 // It makes two requests per 100 pipelines per project (parent and child
-// pipelines are listed apart) and one per pipeline (two before GitLab 17.0). progress, if not nil, is
+// pipelines are listed apart) and one per pipeline (two before GitLab 17.0),
+// retried attempts included in a pipeline's jobs. progress, if not nil, is
 // called before each pipeline is read and once at the end.
 func (s *Source) History(ctx context.Context, since, until time.Time, progress func(done, total int)) (*trace.Trace, HistoryStats, error) {
 	st := HistoryStats{Start: trace.WeekStart(since)}
@@ -83,7 +82,6 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 			st.ChildrenViaBridges = true
 		}
 	}
-	st.Requests++
 	type found struct {
 		project int64
 		info    *gitlab.PipelineInfo
@@ -91,6 +89,14 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 	}
 	var pipelines []found
 	seen := map[int64]bool{}
+	// keep adds p to list if it was created in the window and is not in yet.
+	keep := func(list []found, project int64, p *gitlab.PipelineInfo) []found {
+		if p.CreatedAt == nil || p.CreatedAt.Before(since) || !p.CreatedAt.Before(until) || seen[p.ID] {
+			return list
+		}
+		seen[p.ID] = true
+		return append(list, found{project, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
+	}
 projects:
 	for _, pid := range projects {
 		var mine []found // this project's, kept only if GitLab lists them all
@@ -103,27 +109,19 @@ projects:
 			from := gitlab.Ptr(since.Add(-time.Second))
 			opt := &gitlab.ListProjectPipelinesOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Source: source,
 				CreatedAfter: from, UpdatedAfter: from, CreatedBefore: gitlab.Ptr(until), Sort: gitlab.Ptr("asc")}
-			for {
-				ps, resp, err := s.c.Pipelines.ListProjectPipelines(pid, opt, gitlab.WithContext(ctx))
-				st.Requests++
-				var er *gitlab.ErrorResponse
-				if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden {
-					st.Refused = append(st.Refused, pid)
-					continue projects
-				}
-				if err != nil {
-					return nil, st, fmt.Errorf("list pipelines of project %d: %w", pid, hint(err))
-				}
-				for _, p := range ps {
-					if p.CreatedAt != nil && !p.CreatedAt.Before(since) && p.CreatedAt.Before(until) && !seen[p.ID] {
-						seen[p.ID] = true
-						mine = append(mine, found{pid, p, p.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
-					}
-				}
-				if resp.NextPage == 0 {
-					break
-				}
-				opt.Page = resp.NextPage
+			ps, err := collect(&opt.Page, 0, func() ([]*gitlab.PipelineInfo, *gitlab.Response, error) {
+				return s.c.Pipelines.ListProjectPipelines(pid, opt, gitlab.WithContext(ctx))
+			})
+			var er *gitlab.ErrorResponse
+			if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden {
+				st.Refused = append(st.Refused, pid)
+				continue projects
+			}
+			if err != nil {
+				return nil, st, fmt.Errorf("list pipelines of project %d: %w", pid, err)
+			}
+			for _, p := range ps {
+				mine = keep(mine, pid, p)
 			}
 		}
 		pipelines = append(pipelines, mine...)
@@ -133,25 +131,18 @@ projects:
 		for i := 0; i < len(pipelines); i++ {
 			f := pipelines[i]
 			opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}}
-			for {
-				bridges, resp, err := s.c.Jobs.ListPipelineBridges(f.project, f.info.ID, opt, gitlab.WithContext(ctx))
-				st.Requests++
-				if err != nil {
-					return nil, st, fmt.Errorf("list trigger jobs of pipeline %d of project %d: %w", f.info.ID, f.project, hint(err))
+			bridges, err := collect(&opt.Page, 0, func() ([]*gitlab.Bridge, *gitlab.Response, error) {
+				return s.c.Jobs.ListPipelineBridges(f.project, f.info.ID, opt, gitlab.WithContext(ctx))
+			})
+			if err != nil {
+				return nil, st, fmt.Errorf("list trigger jobs of pipeline %d of project %d: %w", f.info.ID, f.project, err)
+			}
+			for _, b := range bridges {
+				// A child runs in its parent's project; a multi-project
+				// downstream pipeline is listed with its own project.
+				if c := b.DownstreamPipeline; c != nil && c.ProjectID == f.project {
+					pipelines = keep(pipelines, f.project, c)
 				}
-				for _, b := range bridges {
-					// A child runs in its parent's project; a multi-project
-					// downstream pipeline is listed with its own project.
-					if c := b.DownstreamPipeline; c != nil && c.ProjectID == f.project && c.CreatedAt != nil && !seen[c.ID] &&
-						!c.CreatedAt.Before(since) && c.CreatedAt.Before(until) {
-						seen[c.ID] = true
-						pipelines = append(pipelines, found{f.project, c, c.CreatedAt.Sub(st.Start).Round(100 * time.Millisecond)})
-					}
-				}
-				if resp.NextPage == 0 {
-					break
-				}
-				opt.Page = resp.NextPage
 			}
 		}
 	}
@@ -169,9 +160,12 @@ projects:
 			st.Unfinished++
 			continue
 		}
-		jobs, err := s.pipelineJobs(ctx, f.project, f.info.ID, &st.Requests)
+		opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, IncludeRetried: gitlab.Ptr(true)}
+		jobs, err := collect(&opt.Page, 0, func() ([]*gitlab.Job, *gitlab.Response, error) {
+			return s.c.Jobs.ListPipelineJobs(f.project, f.info.ID, opt, gitlab.WithContext(ctx))
+		})
 		if err != nil {
-			return nil, st, err
+			return nil, st, fmt.Errorf("list jobs of pipeline %d of project %d: %w", f.info.ID, f.project, err)
 		}
 		stages := ranStages(jobs)
 		if len(stages) == 0 {
@@ -208,25 +202,6 @@ projects:
 			since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), ErrNoPipelines, st.Unfinished, st.Empty, len(st.Refused))
 	}
 	return tr, st, nil
-}
-
-// pipelineJobs lists all of a pipeline's jobs, retried attempts included,
-// counting requests.
-func (s *Source) pipelineJobs(ctx context.Context, project, pipeline int64, requests *int) ([]*gitlab.Job, error) {
-	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, IncludeRetried: gitlab.Ptr(true)}
-	var all []*gitlab.Job
-	for {
-		jobs, resp, err := s.c.Jobs.ListPipelineJobs(project, pipeline, opt, gitlab.WithContext(ctx))
-		*requests++
-		if err != nil {
-			return nil, fmt.Errorf("list jobs of pipeline %d of project %d: %w", pipeline, project, hint(err))
-		}
-		all = append(all, jobs...)
-		if resp.NextPage == 0 {
-			return all, nil
-		}
-		opt.Page = resp.NextPage
-	}
 }
 
 // ranStages groups the attempts that ran (started and ended) by stage and

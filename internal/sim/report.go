@@ -35,8 +35,10 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 	}
 	mark := map[int]string{}
 	var findings []string
+	var front []int
 	if compare {
-		for _, i := range Pareto(rs) {
+		front = Pareto(rs)
+		for _, i := range front {
 			mark[i] = "frontier"
 		}
 		findings = Findings(rs)
@@ -45,7 +47,7 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 	for i, r := range rs {
 		rows = append(rows, row{Name: Setting{Policy: r.Policy, Params: r.Params}.String(), Mark: mark[i], R: r})
 	}
-	charted := chartedRuns(rs, compare)
+	charted := chartedRuns(rs, compare, front)
 	if len(charted) == 0 {
 		return fmt.Errorf("no run has time series to chart")
 	}
@@ -102,12 +104,12 @@ func WriteReport(w io.Writer, title string, rs []Result, compare bool) error {
 }
 
 // chartedRuns picks the runs to chart: all of them, or in a large comparison
-// shoal's defaults, the frontier and the docker-machine setting of the same
-// money. Runs without series are left out.
-func chartedRuns(rs []Result, compare bool) []int {
+// shoal's defaults, the frontier (front) and the docker-machine setting of
+// the same money. Runs without series are left out.
+func chartedRuns(rs []Result, compare bool, front []int) []int {
 	var idx []int
 	if compare && len(rs) > maxCharted {
-		idx = append([]int{0}, Pareto(rs)...)
+		idx = append([]int{0}, front...)
 		if v := Judge(rs); v.DockerMachine >= 0 {
 			idx = append(idx, v.DockerMachine)
 		}

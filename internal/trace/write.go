@@ -20,9 +20,11 @@ func Write(w io.Writer, t *Trace) error {
 	for _, p := range t.Pipelines {
 		for k, stage := range p.Stages {
 			for _, j := range stage {
+				// Parse, below, checks the rest, but would read these as no
+				// tag, or as other fields, rows or tags.
 				for _, tag := range j.Tags {
-					if tag == "" || strings.ContainsAny(tag, ",;\n\r") || strings.TrimSpace(tag) != tag {
-						return fmt.Errorf("write trace: job %d of pipeline %d: tag %q cannot be written (no commas, semicolons, line breaks or surrounding spaces)", j.ID, p.ID, tag)
+					if tag == "" || strings.ContainsAny(tag, ",;\n\r") {
+						return fmt.Errorf("write trace: job %d of pipeline %d: tag %q cannot be written (a tag must be non-empty, without commas, semicolons or line breaks)", j.ID, p.ID, tag)
 					}
 				}
 				fmt.Fprintf(&b, "%d,%d,%d,%s,%s,%s\n", j.ID, p.ID, k, tenths(p.CreatedAt), tenths(max(j.Duration, 100*time.Millisecond)), strings.Join(j.Tags, ";"))
