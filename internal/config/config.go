@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -90,6 +91,35 @@ type Config struct {
 	// Billing is how Droplets are billed; the policy releases capacity with it in mind.
 	Billing BillingModel
 	Pools   []Pool
+	// GitLab and Daemon are read only by the daemon (shoal autoscale); the
+	// simulator makes its own GitLab.
+	GitLab GitLab
+	Daemon Daemon
+}
+
+// GitLab is where the daemon reads demand: the [gitlab] table. The API token
+// is not in the file but in the environment (GITLAB_TOKEN).
+type GitLab struct {
+	// URL is the GitLab instance, like "https://gitlab.example.com".
+	URL string
+	// Projects and Groups (IDs or full paths) are watched for pending jobs.
+	Projects, Groups []string
+}
+
+// Daemon is how the daemon reaches its runners and serves: the [daemon] table.
+type Daemon struct {
+	// Listen is the address of the Job Hook receiver (/hooks/gitlab), the
+	// metrics (/metrics) and the health check (/healthz).
+	Listen string
+	// SSHKeys are DigitalOcean SSH key IDs or fingerprints put on every runner
+	// Droplet; SSHIdentity is the private key of one of them, with which
+	// shoal drains runners.
+	SSHKeys     []string
+	SSHIdentity string
+	// StateDir keeps what must outlive a restart: the runner Droplets' SSH host key.
+	StateDir string
+	// PrivateNetwork reaches runner Droplets at their VPC address.
+	PrivateNetwork bool
 }
 
 // RequestsPerMinute is the budget's share of DigitalOcean's 250 requests/minute.
@@ -144,6 +174,21 @@ type Pool struct {
 	Scaling
 	// Periods override Scaling at matching times; the last match wins.
 	Periods []Period
+	// RunnerID is the GitLab runner every Droplet of the pool runs a manager
+	// of, and RunnerTokenEnv the environment variable holding its
+	// authentication token (glrt-…). The daemon needs both; the simulator
+	// makes its own runners.
+	RunnerID       int
+	RunnerTokenEnv string
+}
+
+// TokenEnv is the environment variable holding the pool's runner token:
+// runner_token_env, or SHOAL_RUNNER_TOKEN_<NAME> (dashes as underscores).
+func (p Pool) TokenEnv() string {
+	if p.RunnerTokenEnv != "" {
+		return p.RunnerTokenEnv
+	}
+	return "SHOAL_RUNNER_TOKEN_" + strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_"))
 }
 
 // Period is one [[pool.policy]]: settings in force while any of its cron
@@ -250,11 +295,45 @@ const (
 	DefaultCapacityPerInstance = 1
 	DefaultMaxInstances        = 10
 	DefaultIdleTime            = 5 * time.Minute
+	DefaultListen              = ":9252"
+	DefaultStateDir            = "/var/lib/shoal"
 )
+
+// DaemonReady reports, all at once, what the daemon needs that the file
+// leaves out; the simulator needs none of it.
+func (c Config) DaemonReady(file string) error {
+	var probs []Problem
+	missing := func(key, msg string) { probs = append(probs, Problem{File: file, Key: key, Msg: msg}) }
+	if c.GitLab.URL == "" {
+		missing("gitlab.url", `is required: the GitLab to read jobs from, like "https://gitlab.example.com"`)
+	}
+	if len(c.GitLab.Projects) == 0 && len(c.GitLab.Groups) == 0 {
+		missing("gitlab.projects", "name at least one project or group (gitlab.groups) whose jobs the runners take")
+	}
+	if len(c.Daemon.SSHKeys) == 0 {
+		missing("daemon.ssh_keys", "is required: the DigitalOcean SSH key (ID or fingerprint) shoal drains runners with")
+	}
+	if c.Daemon.SSHIdentity == "" {
+		missing("daemon.ssh_identity", "is required: the path of the private half of one of daemon.ssh_keys")
+	}
+	if len(c.Pools) == 0 {
+		missing("pool", "define at least one [[pool]]")
+	}
+	for _, p := range c.Pools {
+		if p.RunnerID == 0 {
+			missing("pool.runner_id", fmt.Sprintf("pool %q needs the ID of the GitLab runner its Droplets run as (create one with its tags in GitLab, then give its ID here and its token in $%s)", p.Name, p.TokenEnv()))
+		}
+	}
+	if len(probs) > 0 {
+		return &Error{Problems: probs}
+	}
+	return nil
+}
 
 // Default returns the configuration of an empty file: global defaults, no pools.
 func Default() Config {
-	return Config{ReconcileInterval: DefaultReconcileInterval, RateBudget: DefaultRateBudget, Billing: DefaultBilling}
+	return Config{ReconcileInterval: DefaultReconcileInterval, RateBudget: DefaultRateBudget, Billing: DefaultBilling,
+		Daemon: Daemon{Listen: DefaultListen, StateDir: DefaultStateDir}}
 }
 
 // DefaultPool returns a pool named name with every default filled in.

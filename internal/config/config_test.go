@@ -189,6 +189,22 @@ func TestBadConfigs(t *testing.T) {
 		want []string
 	}{
 		{"unknown global key", "reconcile_intervall = \"10s\"\n", []string{"1:reconcile_intervall:unknown key"}},
+		{"daemon tables", `[gitlab]
+url = "gitlab.example.com"
+project = ["a/b"]
+[daemon]
+ssh_keys = "ab:cd"
+[[pool]]
+name = "docker"
+runner_id = 0
+runner_token_env = "MY-TOKEN"
+`, []string{
+			"2:gitlab.url:not a GitLab address",
+			"3:gitlab.project:unknown key",
+			"5:daemon.ssh_keys:array of strings",
+			"8:pool.runner_id:at least 1",
+			"9:pool.runner_token_env:not an environment variable name",
+		}},
 		{"bad globals all at once", `reconcile_interval = "soon"
 rate_budget = 1.5
 billing_model = "monthly"
@@ -364,5 +380,54 @@ func TestDocsExample(t *testing.T) {
 	}
 	if len(cfg.Pools) != 2 || cfg.Pools[0].Effective(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)).IdleCount != 4 {
 		t.Errorf("docs example: %+v", cfg.Pools)
+	}
+}
+
+func TestDaemonConfig(t *testing.T) {
+	cfg, err := config.Parse("shoal.toml", []byte(`[gitlab]
+url = "https://gitlab.example.com"
+groups = ["acme"]
+
+[daemon]
+listen = "127.0.0.1:9252"
+ssh_keys = ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"]
+ssh_identity = "/etc/shoal/id_ed25519"
+private_network = true
+
+[[pool]]
+name = "docker-large"
+runner_id = 42
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.DaemonReady("shoal.toml"); err != nil {
+		t.Errorf("a complete daemon config: %v", err)
+	}
+	if cfg.GitLab.URL != "https://gitlab.example.com" || !reflect.DeepEqual(cfg.GitLab.Groups, []string{"acme"}) ||
+		cfg.Daemon.Listen != "127.0.0.1:9252" || !cfg.Daemon.PrivateNetwork || cfg.Daemon.StateDir != config.DefaultStateDir {
+		t.Errorf("parsed %+v %+v", cfg.GitLab, cfg.Daemon)
+	}
+	if got := cfg.Pools[0].TokenEnv(); got != "SHOAL_RUNNER_TOKEN_DOCKER_LARGE" {
+		t.Errorf("default token variable %q", got)
+	}
+
+	// The simulator's configs lack all of it; the daemon says what, at once.
+	bare, err := config.Parse("sim.toml", []byte("[[pool]]\nname = \"docker\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bare.DaemonReady("sim.toml")
+	var cerr *config.Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("DaemonReady = %v, want a config.Error", err)
+	}
+	var keys []string
+	for _, p := range cerr.Problems {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"gitlab.url", "gitlab.projects", "daemon.ssh_keys", "daemon.ssh_identity", "pool.runner_id"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("missing keys %q, want %q", keys, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -418,6 +419,23 @@ func (f *fields) strings(k string, dst *[]string) (int, bool) {
 	return v.line, true
 }
 
+// table returns the [k] table, if there is one.
+func (f *fields) table(k string) *table {
+	f.seen[k] = true
+	e, ok := f.t.entries[k]
+	if !ok {
+		return nil
+	}
+	if e.sub != nil {
+		return e.sub
+	}
+	if e.val != nil && e.val.table != nil {
+		return e.val.table
+	}
+	f.ps.add(e.line, f.key(k), "must be a [%s] table", f.key(k))
+	return nil
+}
+
 // tables returns the [[k]] tables (an array of inline tables is accepted too).
 func (f *fields) tables(k string) []*table {
 	f.seen[k] = true
@@ -444,9 +462,13 @@ func (f *fields) tables(k string) []*table {
 }
 
 var (
-	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "pool"}
+	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "gitlab", "daemon", "pool"}
+	gitlabKeys = []string{"url", "projects", "groups"}
+	daemonKeys = []string{"listen", "ssh_keys", "ssh_identity", "state_dir", "private_network"}
 	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
-		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit", "policy"}
+		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit",
+		"runner_id", "runner_token_env", "policy"}
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	periodKeys = []string{"periods", "timezone", "min_instances", "max_instances", "idle_count", "idle_time",
 		"scale_factor", "scale_factor_limit"}
 
@@ -474,6 +496,12 @@ func (ps *parser) decode(root *table) *Config {
 		} else {
 			ps.add(line, "billing_model", "must be %q or %q, got %q", BillingPerSecond, BillingHourly, billing)
 		}
+	}
+	if t := f.table("gitlab"); t != nil {
+		cfg.GitLab = ps.gitlab(t)
+	}
+	if t := f.table("daemon"); t != nil {
+		ps.daemon(t, &cfg.Daemon)
 	}
 	names := map[string]int{}
 	for _, t := range f.tables("pool") {
@@ -521,11 +549,39 @@ func (ps *parser) pool(t *table) Pool {
 	} else if p.MinInstances > p.MaxInstances {
 		ps.add(set["max_instances"], "pool.max_instances", "%d is less than min_instances (%d)", p.MaxInstances, p.MinInstances)
 	}
+	f.integer("runner_id", 1, &p.RunnerID)
+	if line, ok := f.str("runner_token_env", &p.RunnerTokenEnv); ok && !envNameRE.MatchString(p.RunnerTokenEnv) {
+		ps.add(line, "pool.runner_token_env", "%q is not an environment variable name", p.RunnerTokenEnv)
+	}
 	for _, pt := range f.tables("policy") {
 		p.Periods = append(p.Periods, ps.period(pt))
 	}
 	f.unknown(poolKeys)
 	return p
+}
+
+func (ps *parser) gitlab(t *table) GitLab {
+	var g GitLab
+	f := ps.fields(t, "gitlab")
+	if line, ok := f.str("url", &g.URL); ok {
+		if u, err := url.Parse(g.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			ps.add(line, "gitlab.url", "%q is not a GitLab address like \"https://gitlab.example.com\"", g.URL)
+		}
+	}
+	f.strings("projects", &g.Projects)
+	f.strings("groups", &g.Groups)
+	f.unknown(gitlabKeys)
+	return g
+}
+
+func (ps *parser) daemon(t *table, d *Daemon) {
+	f := ps.fields(t, "daemon")
+	f.str("listen", &d.Listen)
+	f.strings("ssh_keys", &d.SSHKeys)
+	f.str("ssh_identity", &d.SSHIdentity)
+	f.str("state_dir", &d.StateDir)
+	f.boolean("private_network", &d.PrivateNetwork)
+	f.unknown(daemonKeys)
 }
 
 // scaling reads the keys a pool and a period share; it returns the line of

@@ -1,0 +1,266 @@
+// Package runnerhost is the runner side of a production fleet: the gitlab-runner
+// on each Droplet. It writes the cloud-init that installs and starts the
+// runner, knows each runner by the system_id it derives from the Droplet's
+// name, reads from GitLab's runner managers whether a Droplet's runner has
+// registered and what it runs, and drains a runner over SSH.
+//
+// It is the daemon's reconcile.Runners; the simulator's is internal/emurunner.
+package runnerhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/reconcile"
+)
+
+// SystemID is the system_id the runner on the Droplet called name reports to
+// GitLab. gitlab-runner reads it from .runner_system_id when the file holds a
+// value matching ^[sr]_[0-9a-zA-Z]{12}$ (common/system_id_state.go); the
+// cloud-init writes the same value, computed from the Droplet's name, since
+// one create request makes up to ten Droplets with one user data.
+func SystemID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return "s_" + hex.EncodeToString(sum[:])[:12]
+}
+
+// ServiceName is the systemd unit that runs gitlab-runner on a runner Droplet.
+const ServiceName = "gitlab-runner.service"
+
+// drainCommand stops the runner the graceful way (the unit's KillSignal is
+// SIGQUIT: take no new job, finish the running ones, then exit) without
+// waiting, and prints whether the process is still there: "deactivating"
+// while its jobs run, "inactive" once it has exited. Safe to repeat.
+const drainCommand = "systemctl stop --no-block " + ServiceName + "; systemctl is-active " + ServiceName + " || true"
+
+// Config says how to reach the runners.
+type Config struct {
+	// User is the SSH user on the Droplets (default root).
+	User string
+	// Signer authenticates shoal; its public key is one of the DigitalOcean
+	// SSH keys put on every runner Droplet.
+	Signer ssh.Signer
+	// HostKey is the runner Droplets' SSH host key (see NewHostKey); its
+	// private half goes into the cloud-init, its public half is the only key
+	// shoal accepts from a runner Droplet.
+	HostKey *HostKey
+	// PrivateNetwork dials the Droplets' VPC address instead of the public one
+	// (shoal running inside the same VPC).
+	PrivateNetwork bool
+	// Port is the SSH port (default 22).
+	Port int
+	// Dial opens the TCP connection (default a net.Dialer); tests point it
+	// at their own server.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Timeout bounds one drain: dial, handshake and command (default 30 s).
+	Timeout time.Duration
+	// GiveUpAfter is how long drains of a Droplet may keep failing (no SSH
+	// route, a broken image) before it counts as drained when GitLab lists
+	// no job running on it, so an unreachable Droplet is not paid for forever
+	// (default 10 minutes).
+	GiveUpAfter time.Duration
+	Clock       clock.Clock
+	Logger      *slog.Logger
+}
+
+// Hosts observes and drains the runners of a fleet.
+type Hosts struct {
+	cfg Config
+
+	mu     sync.Mutex
+	seen   map[int]*host // by Droplet ID
+	latest demand.Snapshot
+}
+
+// host is what shoal has seen of one Droplet's runner.
+type host struct {
+	registeredAt time.Time
+	running      map[int64]bool // job IDs at the last look
+	done         int
+	lastFinished time.Time
+	draining     bool
+	failingSince time.Time // the first of the drains failing since the last success
+}
+
+// New returns Hosts.
+func New(cfg Config) (*Hosts, error) {
+	if cfg.Signer == nil {
+		return nil, errors.New("runnerhost: no SSH key to drain runners with: configure one whose public half is on the runner Droplets")
+	}
+	if cfg.HostKey == nil {
+		return nil, errors.New("runnerhost: no host key for the runner Droplets")
+	}
+	if cfg.User == "" {
+		cfg.User = "root"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 22
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
+	}
+	if cfg.GiveUpAfter == 0 {
+		cfg.GiveUpAfter = 10 * time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hosts{cfg: cfg, seen: map[int]*host{}}, nil
+}
+
+var _ reconcile.Runners = (*Hosts)(nil)
+
+// Observe reports each Droplet's runner from GitLab's view of its runner
+// manager: registered once the manager has contacted GitLab, running what
+// GitLab lists as running on it. A job that leaves that list has finished,
+// which dates the runner's idleness.
+func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
+	now := h.cfg.Clock.Now()
+	contacted := map[string]bool{}
+	for _, m := range snap.Managers {
+		if m.Status != "never_contacted" && !m.ContactedAt.IsZero() {
+			contacted[m.SystemID] = true
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.latest = snap
+	obs := reconcile.Observation{Droplets: make(map[int]reconcile.RunnerStatus, len(droplets))}
+	alive := make(map[int]bool, len(droplets))
+	for _, d := range droplets {
+		alive[d.ID] = true
+		sid := SystemID(d.Name)
+		hs := h.seen[d.ID]
+		if !contacted[sid] {
+			continue
+		}
+		if hs == nil {
+			hs = &host{registeredAt: now, running: map[int64]bool{}}
+			h.seen[d.ID] = hs
+		}
+		running := map[int64]bool{}
+		for _, j := range snap.RunningBySystemID[sid] {
+			running[j.ID] = true
+		}
+		for id := range hs.running {
+			if !running[id] {
+				hs.done++
+				hs.lastFinished = now
+			}
+		}
+		hs.running = running
+		obs.Droplets[d.ID] = reconcile.RunnerStatus{Registered: true, RegisteredAt: hs.registeredAt,
+			Draining: hs.draining, Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
+	}
+	for id := range h.seen {
+		if !alive[id] {
+			delete(h.seen, id) // deleted Droplets
+		}
+	}
+	return obs, nil
+}
+
+// Drain stops the Droplet's runner over SSH: it takes no new job and exits
+// when its jobs are done. The count is what GitLab listed running on it at
+// the last look, and at least one while the runner process is still there,
+// so a job taken since that look is never cut off.
+func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
+	h.mu.Lock()
+	hs := h.seen[d.ID]
+	running := len(h.latest.RunningBySystemID[SystemID(d.Name)])
+	h.mu.Unlock()
+	if hs == nil {
+		// The runner never contacted GitLab, so it holds no job; a runner
+		// that is starting just now dies with its Droplet before taking one.
+		return 0, nil
+	}
+	state, err := h.run(ctx, d, drainCommand)
+	now := h.cfg.Clock.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		if hs.failingSince.IsZero() {
+			hs.failingSince = now
+		}
+		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter && running == 0 {
+			h.cfg.Logger.Warn("cannot reach the runner to drain it; GitLab lists no job on it, so it counts as drained",
+				"droplet", d.Name, "failing_for", failing.Round(time.Second), "error", err)
+			hs.draining = true
+			return 0, nil
+		}
+		return running, fmt.Errorf("drain runner on %s: %w", d.Name, err)
+	}
+	hs.failingSince = time.Time{}
+	hs.draining = true
+	switch strings.TrimSpace(state) {
+	case "inactive", "failed", "unknown":
+		return 0, nil
+	default: // activating, active, deactivating, reloading
+		return max(running, 1), nil
+	}
+}
+
+// run runs one command on the Droplet and returns its standard output.
+func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, error) {
+	ip := d.PublicIPv4
+	if h.cfg.PrivateNetwork {
+		ip = d.PrivateIPv4
+	}
+	if ip == "" {
+		return "", fmt.Errorf("droplet %d has no address to SSH to yet", d.ID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	addr := net.JoinHostPort(ip, fmt.Sprint(h.cfg.Port))
+	conn, err := h.cfg.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	defer conn.Close()
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
+		User:            h.cfg.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(h.cfg.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(h.cfg.HostKey.PublicKey()),
+		Timeout:         h.cfg.Timeout,
+	})
+	if err != nil {
+		return "", fmt.Errorf("ssh %s@%s (host key must be the fleet's, and shoal's key on the Droplet): %w", h.cfg.User, addr, err)
+	}
+	client := ssh.NewClient(cc, chans, reqs)
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("ssh session on %s: %w", addr, err)
+	}
+	defer sess.Close()
+	var out, errOut bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &errOut
+	if err := sess.Run(cmd); err != nil {
+		return "", fmt.Errorf("run %q on %s: %w: %s", cmd, addr, err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), nil
+}

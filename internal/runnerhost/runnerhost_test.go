@@ -1,0 +1,371 @@
+package runnerhost_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"go.yaml.in/yaml/v4"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/runnerhost"
+)
+
+// gitlab-runner accepts a system_id from .runner_system_id only in this shape.
+var systemIDRE = regexp.MustCompile(`^[sr]_[0-9a-zA-Z]{12}$`)
+
+func TestSystemIDMatchesTheCloudInitsShell(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to run the cloud-init's computation with")
+	}
+	for _, name := range []string{"shoal-docker-0a1b2c3d", "shoal-large-ffffffff", "x"} {
+		id := runnerhost.SystemID(name)
+		if !systemIDRE.MatchString(id) {
+			t.Errorf("SystemID(%q) = %q: gitlab-runner would ignore it", name, id)
+		}
+		// The same line the cloud-init runs, with the name from metadata.
+		out, err := exec.Command(sh, "-c", `name="$1"; printf 's_%s\n' "$(printf %s "$name" | sha256sum | cut -c1-12)"`, "sh", name).Output()
+		if err != nil {
+			t.Fatalf("shell: %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != id {
+			t.Errorf("the Droplet would write %q for %q, shoal looks for %q", got, name, id)
+		}
+	}
+}
+
+func TestUserData(t *testing.T) {
+	key, err := runnerhost.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud, err := runnerhost.UserData(key, runnerhost.RunnerSpec{GitLabURL: "https://gitlab.example.com",
+		Token: `glrt-abc"def`, Concurrent: 4, Name: "docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ud, "#cloud-config\n") {
+		t.Fatalf("user data does not start with #cloud-config:\n%s", ud)
+	}
+	var doc struct {
+		SSHKeys    map[string]string `yaml:"ssh_keys"`
+		WriteFiles []struct {
+			Path, Permissions, Content string
+		} `yaml:"write_files"`
+		RunCmd [][]string `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal([]byte(ud), &doc); err != nil {
+		t.Fatalf("user data is not YAML: %v", err)
+	}
+
+	// The host key the Droplet gets is the one shoal will accept.
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(doc.SSHKeys["ed25519_public"]))
+	if err != nil {
+		t.Fatalf("ed25519_public: %v", err)
+	}
+	priv, err := ssh.ParsePrivateKey([]byte(doc.SSHKeys["ed25519_private"]))
+	if err != nil {
+		t.Fatalf("ed25519_private: %v", err)
+	}
+	want := key.PublicKey().Marshal()
+	if string(pub.Marshal()) != string(want) || string(priv.PublicKey().Marshal()) != string(want) {
+		t.Error("the cloud-init's host key is not the fleet's")
+	}
+
+	files := map[string]string{}
+	for _, f := range doc.WriteFiles {
+		files[f.Path] = f.Content
+		if f.Path == "/etc/gitlab-runner/config.toml" && f.Permissions != "0600" {
+			t.Errorf("config.toml holds the runner token but is mode %s", f.Permissions)
+		}
+	}
+	var rc struct {
+		Concurrent int `toml:"concurrent"`
+		Runners    []struct {
+			URL, Token, Executor string
+		} `toml:"runners"`
+	}
+	if err := toml.Unmarshal([]byte(files["/etc/gitlab-runner/config.toml"]), &rc); err != nil {
+		t.Fatalf("config.toml: %v", err)
+	}
+	if rc.Concurrent != 4 || len(rc.Runners) != 1 || rc.Runners[0].Token != `glrt-abc"def` ||
+		rc.Runners[0].URL != "https://gitlab.example.com" || rc.Runners[0].Executor != "docker" {
+		t.Errorf("config.toml = %+v", rc)
+	}
+	dropIn := files["/etc/systemd/system/gitlab-runner.service.d/shoal.conf"]
+	for _, line := range []string{"KillSignal=SIGQUIT", "TimeoutStopSec=infinity"} {
+		if !strings.Contains(dropIn, line) {
+			t.Errorf("the runner unit's drop-in lacks %s: a drain would kill jobs", line)
+		}
+	}
+
+	if len(doc.RunCmd) != 1 || len(doc.RunCmd[0]) != 3 {
+		t.Fatalf("runcmd = %q", doc.RunCmd)
+	}
+	script := doc.RunCmd[0][2]
+	if sh, err := exec.LookPath("sh"); err == nil {
+		if out, err := exec.Command(sh, "-n", "-c", script).CombinedOutput(); err != nil {
+			t.Errorf("setup script does not parse: %v\n%s", err, out)
+		}
+	}
+	for _, part := range []string{".runner_system_id", "DOCKER-USER -d 169.254.169.254", "systemctl restart gitlab-runner.service"} {
+		if !strings.Contains(script, part) {
+			t.Errorf("setup script lacks %q", part)
+		}
+	}
+
+	if _, err := runnerhost.UserData(key, runnerhost.RunnerSpec{GitLabURL: "https://gitlab.example.com"}); err == nil {
+		t.Error("user data without a runner token was accepted")
+	}
+}
+
+func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "runner_host_key")
+	first, err := runnerhost.LoadHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("host key file mode %v, want 0600", st.Mode().Perm())
+	}
+	again, err := runnerhost.LoadHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first.PublicKey().Marshal()) != string(again.PublicKey().Marshal()) {
+		t.Error("a second load made a new key: Droplets made before would no longer be trusted")
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runnerhost.LoadHostKey(path); err == nil {
+		t.Error("a broken key file was accepted")
+	}
+}
+
+// sshServer is a runner Droplet's sshd: it accepts one client key and answers
+// commands with reply.
+type sshServer struct {
+	addr string
+
+	mu       sync.Mutex
+	reply    string
+	commands []string
+}
+
+func newSSHServer(t *testing.T, hostKey ssh.Signer, client ssh.PublicKey) *sshServer {
+	t.Helper()
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if string(k.Marshal()) == string(client.Marshal()) {
+			return nil, nil
+		}
+		return nil, errNotAuthorized
+	}}
+	cfg.AddHostKey(hostKey)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := &sshServer{addr: l.Addr().String(), reply: "inactive\n"}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c, cfg)
+		}
+	}()
+	return s
+}
+
+type authError string
+
+func (e authError) Error() string { return string(e) }
+
+const errNotAuthorized = authError("key not authorized")
+
+func (s *sshServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		ch, chReqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		for req := range chReqs {
+			if req.Type != "exec" {
+				_ = req.Reply(false, nil)
+				continue
+			}
+			var msg struct{ Command string }
+			_ = ssh.Unmarshal(req.Payload, &msg)
+			_ = req.Reply(true, nil)
+			s.mu.Lock()
+			s.commands = append(s.commands, msg.Command)
+			reply := s.reply
+			s.mu.Unlock()
+			_, _ = ch.Write([]byte(reply))
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+			ch.Close()
+		}
+	}
+}
+
+func (s *sshServer) set(reply string) {
+	s.mu.Lock()
+	s.reply = reply
+	s.mu.Unlock()
+}
+
+func (s *sshServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.commands)
+}
+
+func newSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dialTo sends every connection to addr, whatever the Droplet's address.
+func dialTo(addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func TestObserveAndDrain(t *testing.T) {
+	hostKey, err := runnerhost.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shoalKey := newSigner(t)
+	srv := newSSHServer(t, hostKey.Signer(), shoalKey.PublicKey())
+	clk := clock.NewVirtual(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	hosts, err := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(srv.addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := cloud.Droplet{ID: 1, Name: "shoal-docker-00000001", Status: "active", PublicIPv4: "203.0.113.1"}
+	b := cloud.Droplet{ID: 2, Name: "shoal-docker-00000002", Status: "active", PublicIPv4: "203.0.113.2"}
+	snap := func(running map[string][]int64, managers ...string) demand.Snapshot {
+		s := demand.Snapshot{At: clk.Now(), RunningBySystemID: map[string][]demand.RunningJob{}}
+		for _, name := range managers {
+			sid := runnerhost.SystemID(name)
+			s.Managers = append(s.Managers, demand.Manager{SystemID: sid, Status: "online", ContactedAt: clk.Now()})
+			s.RunningBySystemID[sid] = nil
+			for _, id := range running[name] {
+				s.RunningBySystemID[sid] = append(s.RunningBySystemID[sid], demand.RunningJob{ID: id})
+			}
+		}
+		return s
+	}
+
+	// Only a's runner has contacted GitLab, and it runs one job.
+	obs, err := hosts.Observe(ctx, snap(map[string][]int64{a.Name: {7}}, a.Name), []cloud.Droplet{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := obs.Droplets[1]; !ok || !st.Registered || st.Running != 1 || !st.RegisteredAt.Equal(clk.Now()) {
+		t.Errorf("a = %+v, %v: want registered now, running 1", st, ok)
+	}
+	if _, ok := obs.Droplets[2]; ok {
+		t.Error("b is reported registered though its runner never contacted GitLab")
+	}
+
+	// The job ends: a is idle since now, with one job done.
+	clk.Advance(time.Minute)
+	obs, _ = hosts.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a, b})
+	if st := obs.Droplets[1]; st.Running != 0 || st.JobsDone != 1 || !st.LastJobFinishedAt.Equal(clk.Now()) {
+		t.Errorf("after its job a = %+v: want idle since now, one job done", st)
+	}
+
+	// A runner that never registered holds no job: no SSH needed.
+	if n, err := hosts.Drain(ctx, b); err != nil || n != 0 || srv.count() != 0 {
+		t.Errorf("drain of unregistered b = %d, %v after %d commands: want 0 without SSH", n, err, srv.count())
+	}
+
+	// a's runner still finishing a job it took since the last look counts as busy.
+	srv.set("deactivating\n")
+	if n, err := hosts.Drain(ctx, a); err != nil || n != 1 {
+		t.Errorf("drain of a while its runner exits = %d, %v: want 1", n, err)
+	}
+	obs, _ = hosts.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a, b})
+	if !obs.Droplets[1].Draining {
+		t.Error("a is not reported draining after a drain")
+	}
+	srv.set("inactive\n")
+	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
+		t.Errorf("drain of a once its runner exited = %d, %v: want 0", n, err)
+	}
+	if srv.count() != 2 {
+		t.Errorf("%d commands ran, want 2", srv.count())
+	}
+
+	// A Droplet presenting another host key is not trusted.
+	impostor := newSSHServer(t, newSigner(t), shoalKey.PublicKey())
+	other, _ := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(impostor.addr)})
+	_, _ = other.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a})
+	if _, err := other.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "host key") {
+		t.Errorf("drain through a wrong host key: %v, want a host key error", err)
+	}
+	if impostor.count() != 0 {
+		t.Error("a command ran on a host with the wrong key")
+	}
+
+	// Drains that keep failing for GiveUpAfter count as done once GitLab
+	// lists nothing running: an unreachable Droplet is not kept forever.
+	if _, err := other.Drain(ctx, a); err == nil {
+		t.Error("a second failing drain succeeded before GiveUpAfter")
+	}
+	clk.Advance(10 * time.Minute)
+	if n, err := other.Drain(ctx, a); err != nil || n != 0 {
+		t.Errorf("drain failing for 10 minutes with no job listed = %d, %v: want 0, nil", n, err)
+	}
+	_, _ = other.Observe(ctx, snap(map[string][]int64{a.Name: {8}}, a.Name), []cloud.Droplet{a})
+	if n, err := other.Drain(ctx, a); err == nil || n != 1 {
+		t.Errorf("failing drain with a job listed = %d, %v: want 1 and the error (never kill a job)", n, err)
+	}
+
+	// No address yet.
+	noIP := cloud.Droplet{ID: 3, Name: "shoal-docker-00000003", Status: "new"}
+	_, _ = hosts.Observe(ctx, snap(nil, noIP.Name), []cloud.Droplet{noIP})
+	if _, err := hosts.Drain(ctx, noIP); err == nil {
+		t.Error("drain of a Droplet without an address succeeded")
+	}
+}
