@@ -468,7 +468,7 @@ var (
 	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
 		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit",
 		"runner_id", "runner_token_env", "policy"}
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	periodKeys = []string{"periods", "timezone", "min_instances", "max_instances", "idle_count", "idle_time",
 		"scale_factor", "scale_factor_limit"}
 
