@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/policy"
+	"github.com/shoalci/shoal/internal/reconcile"
+	"github.com/shoalci/shoal/internal/runnerhost"
+)
+
+// Setup is everything the daemon is made from: the file, and the secrets
+// that stay out of it.
+type Setup struct {
+	Config *config.Config
+	// File names the configuration in messages.
+	File string
+	// DOToken and GitLabToken are the API tokens; WebhookSecret, when set,
+	// turns on the Job Hook receiver.
+	DOToken, GitLabToken, WebhookSecret string
+	// RunnerTokens are the pools' runner authentication tokens, by pool name.
+	RunnerTokens map[string]string
+	// SSHSigner is shoal's key on the runner Droplets; HostKey theirs.
+	SSHSigner ssh.Signer
+	HostKey   *runnerhost.HostKey
+	// DOAPIURL points at another DigitalOcean API (`shoal emulate`); empty
+	// means DigitalOcean's.
+	DOAPIURL string
+	// HTTPClient carries GitLab and DigitalOcean requests (nil: the default).
+	HTTPClient *http.Client
+	// Dial reaches runner Droplets over SSH (nil: the network).
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Build wires the real autoscaler: godo for DigitalOcean, client-go for
+// GitLab, runnerhost for the runners, shoal's policy, and the reconciler.
+func Build(s Setup) (*Daemon, error) {
+	cfg := s.Config
+	if err := cfg.DaemonReady(s.File); err != nil {
+		return nil, err
+	}
+	if s.Clock == nil {
+		s.Clock = clock.Real{}
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	var missing []string
+	userData := map[string]string{}
+	var runnerIDs []int64
+	for _, p := range cfg.Pools {
+		tok := s.RunnerTokens[p.Name]
+		if tok == "" {
+			missing = append(missing, fmt.Sprintf("$%s (pool %s)", p.TokenEnv(), p.Name))
+			continue
+		}
+		ud, err := runnerhost.UserData(s.HostKey, runnerhost.RunnerSpec{GitLabURL: cfg.GitLab.URL, Token: tok,
+			Concurrent: p.CapacityPerInstance, Name: p.Name})
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		userData[p.Name] = ud
+		runnerIDs = append(runnerIDs, int64(p.RunnerID))
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("no runner authentication token in %s: create the runner in GitLab (Settings > CI/CD > Runners) and export its glrt- token", strings.Join(missing, ", "))
+	}
+
+	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+	if err != nil {
+		return nil, err
+	}
+	opts := []gitlab.ClientOptionFunc{gitlab.WithBaseURL(strings.TrimSuffix(cfg.GitLab.URL, "/") + "/api/v4")}
+	if s.HTTPClient != nil {
+		opts = append(opts, gitlab.WithHTTPClient(s.HTTPClient))
+	}
+	gl, err := gitlab.NewClient(s.GitLabToken, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)
+	}
+	maxPending := 0
+	for _, p := range cfg.Pools {
+		maxPending += p.MaxInstances * max(p.CapacityPerInstance, 1)
+	}
+	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups,
+		RunnerIDs: runnerIDs, MaxPending: max(maxPending, 100)}, s.Clock)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := runnerhost.New(runnerhost.Config{Signer: s.SSHSigner, HostKey: s.HostKey,
+		PrivateNetwork: cfg.Daemon.PrivateNetwork, Dial: s.Dial, Clock: s.Clock, Logger: s.Logger})
+	if err != nil {
+		return nil, err
+	}
+	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
+		Pools: cfg.Pools, Billing: cfg.Billing,
+		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
+		SSHKeys:  cfg.Daemon.SSHKeys,
+		UserData: func(p config.Pool, _ string) string { return userData[p.Name] },
+		Logger:   s.Logger,
+	})
+	var hook *demand.Webhook
+	if s.WebhookSecret != "" {
+		if hook, err = demand.NewWebhook(s.WebhookSecret, s.Logger); err != nil {
+			return nil, err
+		}
+	}
+	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Clock: s.Clock, Logger: s.Logger})
+}

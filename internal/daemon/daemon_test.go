@@ -1,0 +1,411 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metadata "github.com/digitalocean/go-metadata"
+	"github.com/pelletier/go-toml/v2"
+	"go.yaml.in/yaml/v4"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/config"
+	"github.com/shoalci/shoal/internal/daemon"
+	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/doemu"
+	"github.com/shoalci/shoal/internal/glemu"
+	"github.com/shoalci/shoal/internal/reconcile"
+	"github.com/shoalci/shoal/internal/runnerhost"
+)
+
+const (
+	doToken = "dop_v1_daemon_test"
+	glToken = "glpat-daemon-test"
+)
+
+// droplets plays the runner Droplets' side: at boot each reads its cloud-init
+// from the metadata service, as cloud-init does, and starts a runner manager
+// with the token and system_id it finds there; its sshd answers the drain
+// command by stopping that runner.
+type droplets struct {
+	t      *testing.T
+	do     string // the DigitalOcean emulator's URL
+	gl     *glemu.Server
+	host   *runnerhost.HostKey
+	shoal  ssh.PublicKey
+	events chan doemu.DropletEvent
+
+	mu     sync.Mutex
+	byIP   map[string]string // the sshd of each Droplet by its public address
+	drains int
+}
+
+type runner struct{ token, systemID string }
+
+func (d *droplets) onDroplet(ev doemu.DropletEvent) { d.events <- ev }
+
+// boot starts the runners of the Droplets that became active.
+func (d *droplets) boot() {
+	for {
+		select {
+		case ev := <-d.events:
+			if ev.Kind == "active" {
+				d.start(ev.ID)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (d *droplets) start(id int) {
+	base, _ := url.Parse(doemu.MetadataURL(d.do, id))
+	md, err := metadata.NewClient(metadata.WithBaseURL(base)).Metadata()
+	if err != nil {
+		d.t.Fatalf("droplet %d reads its metadata: %v", id, err)
+	}
+	var ci struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal([]byte(md.UserData), &ci); err != nil {
+		d.t.Fatalf("droplet %d: user data: %v", id, err)
+	}
+	var rc struct {
+		Runners []struct{ Token string } `toml:"runners"`
+	}
+	for _, f := range ci.WriteFiles {
+		if f.Path == "/etc/gitlab-runner/config.toml" {
+			if err := toml.Unmarshal([]byte(f.Content), &rc); err != nil {
+				d.t.Fatalf("droplet %d: config.toml: %v", id, err)
+			}
+		}
+	}
+	if len(rc.Runners) != 1 {
+		d.t.Fatalf("droplet %d: no runner in its cloud-init", id)
+	}
+	r := runner{token: rc.Runners[0].Token, systemID: runnerhost.SystemID(md.Hostname)}
+	if err := d.gl.RegisterManager(r.token, r.systemID, glemu.ManagerOptions{Capacity: 1}); err != nil {
+		d.t.Fatalf("droplet %d: runner: %v", id, err)
+	}
+	// Its sshd, on a loopback port standing for port 22 of its address.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go d.sshd(c, r)
+		}
+	}()
+	d.mu.Lock()
+	d.byIP[md.Interfaces["public"][0].IPv4.IPAddress] = l.Addr().String()
+	d.mu.Unlock()
+}
+
+// dial connects shoal to the sshd of the Droplet at addr.
+func (d *droplets) dial(_ context.Context, _, addr string) (net.Conn, error) {
+	ip, _, _ := net.SplitHostPort(addr)
+	d.mu.Lock()
+	sshd, ok := d.byIP[ip]
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no route to %s", addr)
+	}
+	return net.Dial("tcp", sshd)
+}
+
+func (d *droplets) sshd(c net.Conn, r runner) {
+	defer c.Close()
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if string(k.Marshal()) != string(d.shoal.Marshal()) {
+			return nil, errors.New("not authorized")
+		}
+		return nil, nil
+	}}
+	cfg.AddHostKey(d.host.Signer())
+	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		ch, chReqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		for req := range chReqs {
+			if req.Type != "exec" {
+				_ = req.Reply(false, nil)
+				continue
+			}
+			_ = req.Reply(true, nil)
+			// systemctl stop: gitlab-runner takes no new job; it exits when
+			// its jobs are done.
+			state := "inactive"
+			if err := d.gl.Drain(r.token, r.systemID); err != nil {
+				state = "unknown"
+			}
+			for _, m := range d.gl.Managers() {
+				if m.SystemID == r.systemID && m.Running > 0 {
+					state = "deactivating"
+				}
+			}
+			d.mu.Lock()
+			d.drains++
+			d.mu.Unlock()
+			_, _ = io.WriteString(ch, state+"\n")
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+			ch.Close()
+		}
+	}
+}
+
+func signer(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestDaemonScalesOutRunsTheJobsAndScalesToZero runs the daemon as built for
+// production against both emulators over HTTP: a pipeline's jobs get Droplets,
+// whose runners (started from the cloud-init shoal wrote) run them; then every
+// runner is drained over SSH and every Droplet deleted.
+func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
+	clk := clock.NewVirtual(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	hostKey, err := runnerhost.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shoalKey := signer(t)
+	fleet := &droplets{t: t, host: hostKey, shoal: shoalKey.PublicKey(), events: make(chan doemu.DropletEvent, 100), byIP: map[string]string{}}
+
+	do, err := doemu.New(doemu.Options{Clock: clk, Tokens: []string{doToken}, BootDelay: doemu.Range{Min: 50 * time.Second, Max: 50 * time.Second},
+		OnDroplet: fleet.onDroplet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doSrv := httptest.NewServer(do)
+	defer doSrv.Close()
+	fleet.do = doSrv.URL
+	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{glToken}})
+	glSrv := httptest.NewServer(gl)
+	defer glSrv.Close()
+	fleet.gl = gl
+	rn, err := gl.CreateRunner(glemu.RunnerSpec{Description: "shoal docker", Tags: []string{"docker"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := gl.AddProject("app", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	doc, err := cloud.New(cloud.Config{Token: doToken, APIURL: doSrv.URL, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := doc.CreateSSHKey(ctx, "shoal", string(ssh.MarshalAuthorizedKey(shoalKey.PublicKey())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
+[gitlab]
+url = %q
+projects = ["%d"]
+
+[daemon]
+ssh_keys = [%q]
+ssh_identity = "/unused/in/this/test"
+
+[[pool]]
+name = "docker"
+tags = ["docker"]
+max_instances = 5
+runner_id = %d
+`, glSrv.URL, project, key.Fingerprint, rn.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Build(daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
+		RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
+		DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pl, err := gl.CreatePipeline(project, []glemu.StageSpec{{Jobs: []glemu.JobSpec{
+		{Duration: 2 * time.Minute, Tags: []string{"docker"}},
+		{Duration: 3 * time.Minute, Tags: []string{"docker"}},
+		{Duration: 4 * time.Minute, Tags: []string{"docker"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var created, deleted int
+	done := func() bool {
+		for _, id := range pl.JobIDs[0] {
+			if j, _ := gl.Job(id); j.Status != glemu.StatusSuccess {
+				return false
+			}
+		}
+		return created > 0 && deleted == created
+	}
+	for i := 0; i < 240 && !done(); i++ { // 20 minutes at most
+		rep, err := d.Step(ctx)
+		if err != nil {
+			t.Fatalf("step at %s: %v", clk.Now().Format("15:04:05"), err)
+		}
+		for _, p := range rep.Problems {
+			t.Errorf("step at %s: %v", clk.Now().Format("15:04:05"), p)
+		}
+		created += len(rep.Created)
+		deleted += len(rep.Deleted)
+		clk.Advance(5 * time.Second)
+		fleet.boot()
+	}
+	for _, id := range pl.JobIDs[0] {
+		if j, _ := gl.Job(id); j.Status != glemu.StatusSuccess {
+			t.Errorf("job %d is %s, want success", id, j.Status)
+		}
+	}
+	if created != 3 {
+		t.Errorf("created %d Droplets for 3 jobs, want 3", created)
+	}
+	left, err := doc.ListDroplets(ctx, reconcile.FleetTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 || deleted != created {
+		t.Errorf("%d Droplets left, %d of %d deleted: the fleet did not scale to zero", len(left), deleted, created)
+	}
+	fleet.mu.Lock()
+	drains := fleet.drains
+	fleet.mu.Unlock()
+	if drains < created {
+		t.Errorf("%d drains over SSH for %d deleted Droplets: each runner must be stopped before its Droplet goes", drains, deleted)
+	}
+
+	// The metrics and the health check say the same.
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	body := get(t, srv.URL+"/metrics", http.StatusOK)
+	for _, want := range []string{"shoal_droplets_created_total 3", "shoal_droplets_deleted_total 3", "shoal_droplets 0", `shoal_reconcile_steps_total{result="ok"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	get(t, srv.URL+"/healthz", http.StatusOK)
+}
+
+func get(t *testing.T, u string, want int) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %d %s, want %d", u, resp.StatusCode, b, want)
+	}
+	return string(b)
+}
+
+// countingStepper counts reconciles and fails the first one.
+type countingStepper struct {
+	mu    sync.Mutex
+	steps int
+	seen  chan struct{}
+}
+
+func (c *countingStepper) Step(context.Context) (reconcile.Report, error) {
+	c.mu.Lock()
+	c.steps++
+	n := c.steps
+	c.mu.Unlock()
+	c.seen <- struct{}{}
+	if n == 1 {
+		return reconcile.Report{}, errors.New("GitLab is down")
+	}
+	return reconcile.Report{}, nil
+}
+
+// TestRunWakesOnAJobHook: with an hour between reconciles, a Job Hook for a
+// pending job starts one at once; a failed reconcile does not stop the loop
+// and shows in the health check.
+func TestRunWakesOnAJobHook(t *testing.T) {
+	hook, err := demand.NewWebhook("s3cret", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &countingStepper{seen: make(chan struct{}, 10)}
+	d, err := daemon.New(daemon.Options{Reconciler: st, Interval: time.Hour, Webhook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- d.Run(ctx) }()
+
+	<-st.seen // the first reconcile, at start; it fails
+	if body := get(t, srv.URL+"/healthz", http.StatusServiceUnavailable); !strings.Contains(body, "GitLab is down") {
+		t.Errorf("/healthz after a failed reconcile: %q", body)
+	}
+	post := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/gitlab", strings.NewReader(`{"object_kind":"build","build_status":"pending","build_id":1}`))
+		req.Header.Set("X-Gitlab-Event", "Job Hook")
+		req.Header.Set("X-Gitlab-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("wrong"); code == http.StatusOK {
+		t.Error("a hook with the wrong secret token was accepted")
+	}
+	if code := post("s3cret"); code != http.StatusOK {
+		t.Fatalf("hook: %d", code)
+	}
+	select {
+	case <-st.seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a pending-job hook did not start a reconcile")
+	}
+	get(t, srv.URL+"/healthz", http.StatusOK)
+	cancel()
+	if err := <-ran; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
