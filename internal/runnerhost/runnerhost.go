@@ -69,9 +69,9 @@ type Config struct {
 	// Timeout bounds one drain: dial, handshake and command (default 30 s).
 	Timeout time.Duration
 	// GiveUpAfter is how long drains of a Droplet may keep failing (no SSH
-	// route, a broken image) before it counts as drained when GitLab lists
-	// no job running on it, so an unreachable Droplet is not paid for forever
-	// (default 10 minutes).
+	// route, a broken image), or its runner may keep from exiting after a
+	// drain, before it counts as drained when GitLab lists no job running
+	// on it, so such a Droplet is not paid for forever (default 10 minutes).
 	GiveUpAfter time.Duration
 	Clock       clock.Clock
 	Logger      *slog.Logger
@@ -93,6 +93,7 @@ type host struct {
 	done         int
 	lastFinished time.Time
 	draining     bool
+	drainedAt    time.Time // the first successful drain
 	failingSince time.Time // the first of the drains failing since the last success
 }
 
@@ -212,13 +213,20 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		return running, fmt.Errorf("drain runner on %s: %w", d.Name, err)
 	}
 	hs.failingSince = time.Time{}
-	hs.draining = true
+	if !hs.draining {
+		hs.draining, hs.drainedAt = true, now
+	}
 	switch strings.TrimSpace(state) {
 	case "inactive", "failed", "unknown":
 		return 0, nil
-	default: // activating, active, deactivating, reloading
-		return max(running, 1), nil
 	}
+	// activating, active, deactivating, reloading: the runner has not exited.
+	if stuck := now.Sub(hs.drainedAt); running == 0 && stuck >= h.cfg.GiveUpAfter {
+		h.cfg.Logger.Warn("the runner has not exited since it was drained, yet GitLab lists no job on it; it counts as drained",
+			"droplet", d.Name, "drained_for", stuck.Round(time.Second))
+		return 0, nil
+	}
+	return max(running, 1), nil
 }
 
 // run runs one command on the Droplet and returns its standard output.

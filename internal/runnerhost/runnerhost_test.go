@@ -329,12 +329,18 @@ func TestObserveAndDrain(t *testing.T) {
 	if !obs.Droplets[1].Draining {
 		t.Error("a is not reported draining after a drain")
 	}
+	// A runner that does not exit though GitLab lists nothing on it counts
+	// as drained after GiveUpAfter.
+	clk.Advance(10 * time.Minute)
+	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
+		t.Errorf("drain of a runner stuck exiting for 10 minutes with no job listed = %d, %v: want 0", n, err)
+	}
 	srv.set("inactive\n")
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain of a once its runner exited = %d, %v: want 0", n, err)
 	}
-	if srv.count() != 2 {
-		t.Errorf("%d commands ran, want 2", srv.count())
+	if srv.count() != 3 {
+		t.Errorf("%d commands ran, want 3", srv.count())
 	}
 
 	// A Droplet presenting another host key is not trusted.
