@@ -125,9 +125,13 @@ func autoscaleSetup(cfg *config.Config, path string, log *slog.Logger) (daemon.S
 		return s, fmt.Errorf("daemon.ssh_identity %s: %w", cfg.Daemon.SSHIdentity, err)
 	}
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
-		return s, fmt.Errorf("daemon.state_dir: %w", err)
+		return s, fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
-	if s.HostKey, err = runnerhost.LoadHostKey(filepath.Join(cfg.Daemon.StateDir, "runner_host_key")); err != nil {
+	hostKey := filepath.Join(cfg.Daemon.StateDir, "runner_host_key")
+	if _, err := os.Stat(hostKey); errors.Is(err, os.ErrNotExist) {
+		log.Warn("making a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH (restore the old file if there was one)", "path", hostKey)
+	}
+	if s.HostKey, err = runnerhost.LoadHostKey(hostKey); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -129,17 +129,18 @@ func (d *Daemon) Handler() http.Handler {
 func (d *Daemon) Healthy() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	since := d.o.Clock.Since(d.lastOK)
-	if !d.lastOK.IsZero() && since <= 3*d.o.Interval+time.Minute {
-		return nil
+	what := "no successful reconcile yet"
+	if !d.lastOK.IsZero() {
+		since := d.o.Clock.Since(d.lastOK)
+		if since <= 3*d.o.Interval+time.Minute {
+			return nil
+		}
+		what = fmt.Sprintf("no successful reconcile for %s", since.Round(time.Second))
 	}
 	if d.lastErr != nil {
-		return fmt.Errorf("no successful reconcile for %s; last error: %w", since.Round(time.Second), d.lastErr)
+		return fmt.Errorf("%s; last error: %w", what, d.lastErr)
 	}
-	if d.lastOK.IsZero() {
-		return errors.New("no successful reconcile yet")
-	}
-	return fmt.Errorf("no successful reconcile for %s", since.Round(time.Second))
+	return errors.New(what)
 }
 
 // Step reconciles once and records the outcome.
@@ -167,6 +168,9 @@ func (d *Daemon) Step(ctx context.Context) (reconcile.Report, error) {
 	return rep, nil
 }
 
+// hookGap is the least time between reconciles a Job Hook starts.
+const hookGap = 2 * time.Second
+
 // Run reconciles every interval, and at once when a Job Hook reports a
 // pending job, until ctx ends. A failed reconcile is logged and retried at the
 // next one: GitLab or DigitalOcean being down for a while must not stop it.
@@ -178,6 +182,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	tick := d.o.Clock.NewTicker(d.o.Interval)
 	defer tick.Stop()
 	for {
+		began := d.o.Clock.Now()
 		if rep, err := d.Step(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -193,6 +198,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C():
 		case <-wake:
+			// A burst of hooks coalesces into at most one reconcile every
+			// hookGap: each reads GitLab's whole queue.
+			if wait := hookGap - d.o.Clock.Since(began); wait > 0 {
+				if err := d.o.Clock.Sleep(ctx, wait); err != nil {
+					return nil
+				}
+			}
 		}
 	}
 }

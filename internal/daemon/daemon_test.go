@@ -162,13 +162,14 @@ func (d *droplets) sshd(c net.Conn, r runner) {
 			// its jobs are done.
 			state := "inactive"
 			if err := d.gl.Drain(r.token, r.systemID); err != nil {
-				state = "unknown"
+				state = "failed"
 			}
 			for _, m := range d.gl.Managers() {
 				if m.SystemID == r.systemID && m.Running > 0 {
 					state = "deactivating"
 				}
 			}
+			state = "LoadState=loaded\nActiveState=" + state
 			d.mu.Lock()
 			d.drains++
 			d.mu.Unlock()
@@ -378,9 +379,7 @@ func TestRunWakesOnAJobHook(t *testing.T) {
 	go func() { ran <- d.Run(ctx) }()
 
 	<-st.seen // the first reconcile, at start; it fails
-	if body := get(t, srv.URL+"/healthz", http.StatusServiceUnavailable); !strings.Contains(body, "GitLab is down") {
-		t.Errorf("/healthz after a failed reconcile: %q", body)
-	}
+	waitHealth(t, srv.URL, http.StatusServiceUnavailable, "no successful reconcile yet; last error: GitLab is down")
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/gitlab", strings.NewReader(`{"object_kind":"build","build_status":"pending","build_id":1}`))
 		req.Header.Set("X-Gitlab-Event", "Job Hook")
@@ -403,9 +402,31 @@ func TestRunWakesOnAJobHook(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a pending-job hook did not start a reconcile")
 	}
-	get(t, srv.URL+"/healthz", http.StatusOK)
+	waitHealth(t, srv.URL, http.StatusOK, "ok")
 	cancel()
 	if err := <-ran; err != nil {
 		t.Errorf("Run after cancel: %v", err)
+	}
+}
+
+// waitHealth polls /healthz until it answers code with body (a reconcile
+// records its result just after it returns).
+func waitHealth(t *testing.T, base string, code int, body string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == code && strings.TrimSpace(string(b)) == body {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz: %d %q, want %d %q", resp.StatusCode, b, code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -43,9 +43,10 @@ const ServiceName = "gitlab-runner.service"
 
 // drainCommand stops the runner the graceful way (the unit's KillSignal is
 // SIGQUIT: take no new job, finish the running ones, then exit) without
-// waiting, and prints whether the process is still there: "deactivating"
-// while its jobs run, "inactive" once it has exited. Safe to repeat.
-const drainCommand = "systemctl stop --no-block " + ServiceName + "; systemctl is-active " + ServiceName + " || true"
+// waiting, and prints whether the unit exists (LoadState=loaded) and whether
+// the process is still there (ActiveState=deactivating while its jobs run,
+// inactive once it has exited). Safe to repeat.
+const drainCommand = "systemctl stop --no-block " + ServiceName + "; systemctl show -p LoadState,ActiveState " + ServiceName
 
 // Config says how to reach the runners.
 type Config struct {
@@ -94,8 +95,13 @@ type host struct {
 	lastFinished time.Time
 	draining     bool
 	drainedAt    time.Time // the first successful drain
-	failingSince time.Time // the first of the drains failing since the last success
+	failingSince time.Time // the first of the drains failing one after another
+	failedAt     time.Time // the last failed drain
 }
+
+// failRun is the longest gap between two failed drains that still counts as
+// failing one after another: the reconciler retries every interval.
+const failRun = 2 * time.Minute
 
 // New returns Hosts.
 func New(cfg Config) (*Hosts, error) {
@@ -140,7 +146,9 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 	now := h.cfg.Clock.Now()
 	contacted := map[string]bool{}
 	for _, m := range snap.Managers {
-		if m.Status != "never_contacted" && !m.ContactedAt.IsZero() {
+		// GitLab calls a manager online while it has been in contact within
+		// two hours; an offline or stale one is a runner that died.
+		if m.Status == "online" && !m.ContactedAt.IsZero() {
 			contacted[m.SystemID] = true
 		}
 	}
@@ -201,9 +209,10 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		if hs.failingSince.IsZero() {
+		if hs.failingSince.IsZero() || now.Sub(hs.failedAt) > failRun {
 			hs.failingSince = now
 		}
+		hs.failedAt = now
 		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter && running == 0 {
 			h.cfg.Logger.Warn("cannot reach the runner to drain it; GitLab lists no job on it, so it counts as drained",
 				"droplet", d.Name, "failing_for", failing.Round(time.Second), "error", err)
@@ -216,9 +225,19 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	if !hs.draining {
 		hs.draining, hs.drainedAt = true, now
 	}
-	switch strings.TrimSpace(state) {
-	case "inactive", "failed", "unknown":
-		return 0, nil
+	props := map[string]string{}
+	for _, line := range strings.Split(state, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			props[k] = v
+		}
+	}
+	if props["LoadState"] != "loaded" {
+		return max(running, 1), fmt.Errorf("drain runner on %s: there is no %s on it (LoadState=%q): shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName, props["LoadState"])
+	}
+	switch props["ActiveState"] {
+	case "inactive", "failed":
+		// Exited: GitLab may still list a job it is closing; wait for that.
+		return running, nil
 	}
 	// activating, active, deactivating, reloading: the runner has not exited.
 	if stuck := now.Sub(hs.drainedAt); running == 0 && stuck >= h.cfg.GiveUpAfter {
@@ -228,6 +247,8 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	}
 	return max(running, 1), nil
 }
+
+var errHostKey = errors.New("host key mismatch")
 
 // run runs one command on the Droplet and returns its standard output.
 func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, error) {
@@ -252,11 +273,22 @@ func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, e
 	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
 		User:            h.cfg.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(h.cfg.Signer)},
-		HostKeyCallback: ssh.FixedHostKey(h.cfg.HostKey.PublicKey()),
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			if ssh.FixedHostKey(h.cfg.HostKey.PublicKey())(host, remote, key) != nil {
+				return errHostKey
+			}
+			return nil
+		},
 		Timeout:         h.cfg.Timeout,
 	})
 	if err != nil {
-		return "", fmt.Errorf("ssh %s@%s (host key must be the fleet's, and shoal's key on the Droplet): %w", h.cfg.User, addr, err)
+		switch {
+		case errors.Is(err, errHostKey):
+			return "", fmt.Errorf("ssh %s: the Droplet's host key is not the fleet's (%s in [daemon] state_dir): %w", addr, "runner_host_key", err)
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return "", fmt.Errorf("ssh %s@%s: shoal's key was refused: [daemon] ssh_identity must be the private half of one of [daemon] ssh_keys: %w", h.cfg.User, addr, err)
+		}
+		return "", fmt.Errorf("ssh %s@%s: %w", h.cfg.User, addr, err)
 	}
 	client := ssh.NewClient(cc, chans, reqs)
 	defer client.Close()

@@ -161,6 +161,13 @@ func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
 	}
 }
 
+// What systemctl show prints for the runner unit.
+const (
+	exited  = "LoadState=loaded\nActiveState=inactive\n"
+	exiting = "LoadState=loaded\nActiveState=deactivating\n"
+	noUnit  = "LoadState=not-found\nActiveState=inactive\n"
+)
+
 // sshServer is a runner Droplet's sshd: it accepts one client key and answers
 // commands with reply.
 type sshServer struct {
@@ -185,7 +192,7 @@ func newSSHServer(t *testing.T, hostKey ssh.Signer, client ssh.PublicKey) *sshSe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	s := &sshServer{addr: l.Addr().String(), reply: "inactive\n"}
+	s := &sshServer{addr: l.Addr().String(), reply: exited}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -321,7 +328,7 @@ func TestObserveAndDrain(t *testing.T) {
 	}
 
 	// a's runner still finishing a job it took since the last look counts as busy.
-	srv.set("deactivating\n")
+	srv.set(exiting)
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 1 {
 		t.Errorf("drain of a while its runner exits = %d, %v: want 1", n, err)
 	}
@@ -335,19 +342,39 @@ func TestObserveAndDrain(t *testing.T) {
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain of a runner stuck exiting for 10 minutes with no job listed = %d, %v: want 0", n, err)
 	}
-	srv.set("inactive\n")
+	srv.set(exited)
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain of a once its runner exited = %d, %v: want 0", n, err)
 	}
 	if srv.count() != 3 {
 		t.Errorf("%d commands ran, want 3", srv.count())
 	}
+	srv.mu.Lock()
+	cmd := srv.commands[0]
+	srv.mu.Unlock()
+	if !strings.HasPrefix(cmd, "systemctl stop --no-block gitlab-runner.service;") {
+		t.Errorf("drain ran %q: it must stop gitlab-runner.service without waiting", cmd)
+	}
+
+	// A Droplet without the runner unit (not shoal's cloud-init) is never
+	// taken for drained: "inactive" alone would say so.
+	srv.set(noUnit)
+	if n, err := hosts.Drain(ctx, a); err == nil || n == 0 {
+		t.Errorf("drain where the unit does not exist = %d, %v: want busy and an error", n, err)
+	}
+
+	// shoal's key refused: the message says which key to fix.
+	stranger, _ := runnerhost.New(runnerhost.Config{Signer: newSigner(t), HostKey: hostKey, Clock: clk, Dial: dialTo(srv.addr)})
+	_, _ = stranger.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a})
+	if _, err := stranger.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "ssh_identity") {
+		t.Errorf("drain with a key the Droplet refuses: %v, want a hint at ssh_identity", err)
+	}
 
 	// A Droplet presenting another host key is not trusted.
 	impostor := newSSHServer(t, newSigner(t), shoalKey.PublicKey())
 	other, _ := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(impostor.addr)})
 	_, _ = other.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a})
-	if _, err := other.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "host key") {
+	if _, err := other.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "host key is not the fleet's") {
 		t.Errorf("drain through a wrong host key: %v, want a host key error", err)
 	}
 	if impostor.count() != 0 {
@@ -359,7 +386,16 @@ func TestObserveAndDrain(t *testing.T) {
 	if _, err := other.Drain(ctx, a); err == nil {
 		t.Error("a second failing drain succeeded before GiveUpAfter")
 	}
-	clk.Advance(10 * time.Minute)
+	// Failures far apart are not one run of failures: an hour later the
+	// 10 minutes start again.
+	clk.Advance(time.Hour)
+	if _, err := other.Drain(ctx, a); err == nil {
+		t.Error("a drain failing once after an hour's gap counted as giving up")
+	}
+	for range 5 {
+		clk.Advance(2 * time.Minute)
+		_, _ = other.Drain(ctx, a)
+	}
 	if n, err := other.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain failing for 10 minutes with no job listed = %d, %v: want 0, nil", n, err)
 	}
