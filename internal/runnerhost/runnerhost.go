@@ -271,15 +271,15 @@ func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, e
 	}
 	defer conn.Close()
 	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
-		User:            h.cfg.User,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(h.cfg.Signer)},
+		User: h.cfg.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(h.cfg.Signer)},
 		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
 			if ssh.FixedHostKey(h.cfg.HostKey.PublicKey())(host, remote, key) != nil {
 				return errHostKey
 			}
 			return nil
 		},
-		Timeout:         h.cfg.Timeout,
+		Timeout: h.cfg.Timeout,
 	})
 	if err != nil {
 		switch {
