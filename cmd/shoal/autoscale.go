@@ -128,11 +128,12 @@ func autoscaleSetup(cfg *config.Config, path string, log *slog.Logger) (daemon.S
 		return s, fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
 	hostKey := filepath.Join(cfg.Daemon.StateDir, "runner_host_key")
-	if _, err := os.Stat(hostKey); errors.Is(err, os.ErrNotExist) {
-		log.Warn("making a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH (restore the old file if there was one)", "path", hostKey)
-	}
-	if s.HostKey, err = runnerhost.LoadHostKey(hostKey); err != nil {
+	var created bool
+	if s.HostKey, created, err = runnerhost.LoadHostKey(hostKey); err != nil {
 		return s, err
+	}
+	if created {
+		log.Warn("made a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH (restore the old file if there was one)", "path", hostKey)
 	}
 	return s, nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
 	"github.com/shoalci/shoal/internal/doemu"
 	"github.com/shoalci/shoal/internal/glemu"
@@ -32,18 +32,7 @@ func TestAutoscaleOnce(t *testing.T) {
 	}
 	doSrv := httptest.NewServer(do)
 	t.Cleanup(doSrv.Close)
-	gl := glemu.New(glemu.Options{Tokens: []string{"glpat-autoscale"}, Logger: slog.New(slog.DiscardHandler)})
-	t.Cleanup(gl.Close)
-	glSrv := httptest.NewServer(gl)
-	t.Cleanup(glSrv.Close)
-	pid, err := gl.AddProject("api", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := gl.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gl, glURL, pid, rn := serveGitLab(t, clock.Real{}, "glpat-autoscale")
 	if _, err := gl.CreatePipeline(pid, []glemu.StageSpec{{Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"docker"}}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +74,7 @@ state_dir = %q
 name = "docker"
 tags = ["docker"]
 runner_id = %d
-`, glSrv.URL, key.Fingerprint, identity, stateDir, rn.ID), 0o600); err != nil {
+`, glURL, key.Fingerprint, identity, stateDir, rn.ID), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

@@ -20,18 +20,7 @@ import (
 // a trace that shoal sim replays.
 func TestTraceExport(t *testing.T) {
 	clk := clock.NewVirtual(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)) // a Tuesday
-	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{"glpat-export"}, Logger: slog.New(slog.DiscardHandler)})
-	t.Cleanup(gl.Close)
-	srv := httptest.NewServer(gl)
-	t.Cleanup(srv.Close)
-	pid, err := gl.AddProject("api", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := gl.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gl, glURL, pid, r := serveGitLab(t, clk, "glpat-export")
 	if err := gl.RegisterManager(r.Token, "s_1", glemu.ManagerOptions{Capacity: 4}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +37,7 @@ func TestTraceExport(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "mine.csv")
 	t.Setenv("GITLAB_TOKEN", "glpat-export")
 	var stdout, stderr bytes.Buffer
-	args := []string{"trace", "export", "--gitlab-url", srv.URL, "--project", "root/api", "--since", "2026-11-24", "--until", clk.Now().Format(time.RFC3339), "--out", out}
+	args := []string{"trace", "export", "--gitlab-url", glURL, "--project", "root/api", "--since", "2026-11-24", "--until", clk.Now().Format(time.RFC3339), "--out", out}
 	if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -134,4 +123,22 @@ func TestExportWindow(t *testing.T) {
 			t.Errorf("window(%q, %q) = %v, %v, %v; want %v to %v", tc.since, tc.until, from, to, err, tc.from, tc.to)
 		}
 	}
+}
+
+// serveGitLab serves a GitLab emulator that accepts token, over HTTP until
+// the test ends, with a project root/api and a runner tagged docker.
+func serveGitLab(t *testing.T, clk clock.Clock, token string) (gl *glemu.Server, url string, project int64, runner glemu.Runner) {
+	t.Helper()
+	gl = glemu.New(glemu.Options{Clock: clk, Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(gl.Close)
+	srv := httptest.NewServer(gl)
+	t.Cleanup(srv.Close)
+	project, err := gl.AddProject("api", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runner, err = gl.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}); err != nil {
+		t.Fatal(err)
+	}
+	return gl, srv.URL, project, runner
 }

@@ -91,12 +91,8 @@ func Build(s Setup) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)
 	}
-	maxPending := 0
-	for _, p := range cfg.Pools {
-		maxPending += p.MaxInstances * max(p.CapacityPerInstance, 1)
-	}
 	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups,
-		RunnerIDs: runnerIDs, MaxPending: max(maxPending, 100)}, s.Clock)
+		RunnerIDs: runnerIDs, MaxPending: demand.PendingCap(cfg.Pools)}, s.Clock)
 	if err != nil {
 		return nil, err
 	}

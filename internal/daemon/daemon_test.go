@@ -2,8 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +28,7 @@ import (
 	"github.com/shoalci/shoal/internal/glemu"
 	"github.com/shoalci/shoal/internal/reconcile"
 	"github.com/shoalci/shoal/internal/runnerhost"
+	"github.com/shoalci/shoal/internal/runnerhost/runnerhosttest"
 )
 
 const (
@@ -102,22 +101,9 @@ func (d *droplets) start(id int) {
 		d.t.Fatalf("droplet %d: runner: %v", id, err)
 	}
 	// Its sshd, on a loopback port standing for port 22 of its address.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	d.t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go d.sshd(c, r)
-		}
-	}()
+	addr := runnerhosttest.Serve(d.t, d.host.Signer(), d.shoal, func(string) string { return d.stop(r) })
 	d.mu.Lock()
-	d.byIP[md.Interfaces["public"][0].IPv4.IPAddress] = l.Addr().String()
+	d.byIP[md.Interfaces["public"][0].IPv4.IPAddress] = addr
 	d.mu.Unlock()
 }
 
@@ -133,64 +119,22 @@ func (d *droplets) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	return net.Dial("tcp", sshd)
 }
 
-func (d *droplets) sshd(c net.Conn, r runner) {
-	defer c.Close()
-	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		if string(k.Marshal()) != string(d.shoal.Marshal()) {
-			return nil, errors.New("not authorized")
-		}
-		return nil, nil
-	}}
-	cfg.AddHostKey(d.host.Signer())
-	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-	if err != nil {
-		return
+// stop is systemctl stop on the Droplet of r: gitlab-runner takes no new
+// job and exits when its jobs are done. It answers as systemctl show does.
+func (d *droplets) stop(r runner) string {
+	state := "inactive"
+	if err := d.gl.Drain(r.token, r.systemID); err != nil {
+		state = "failed"
 	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		ch, chReqs, err := nc.Accept()
-		if err != nil {
-			return
-		}
-		for req := range chReqs {
-			if req.Type != "exec" {
-				_ = req.Reply(false, nil)
-				continue
-			}
-			_ = req.Reply(true, nil)
-			// systemctl stop: gitlab-runner takes no new job; it exits when
-			// its jobs are done.
-			state := "inactive"
-			if err := d.gl.Drain(r.token, r.systemID); err != nil {
-				state = "failed"
-			}
-			for _, m := range d.gl.Managers() {
-				if m.SystemID == r.systemID && m.Running > 0 {
-					state = "deactivating"
-				}
-			}
-			state = "LoadState=loaded\nActiveState=" + state
-			d.mu.Lock()
-			d.drains++
-			d.mu.Unlock()
-			_, _ = io.WriteString(ch, state+"\n")
-			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
-			ch.Close()
+	for _, m := range d.gl.Managers() {
+		if m.SystemID == r.systemID && m.Running > 0 {
+			state = "deactivating"
 		}
 	}
-}
-
-func signer(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	d.mu.Lock()
+	d.drains++
+	d.mu.Unlock()
+	return "LoadState=loaded\nActiveState=" + state + "\n"
 }
 
 // TestDaemonScalesOutRunsTheJobsAndScalesToZero runs the daemon as built for
@@ -203,7 +147,7 @@ func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shoalKey := signer(t)
+	shoalKey := runnerhosttest.NewSigner(t)
 	fleet := &droplets{t: t, host: hostKey, shoal: shoalKey.PublicKey(), events: make(chan doemu.DropletEvent, 100), byIP: map[string]string{}}
 
 	do, err := doemu.New(doemu.Options{Clock: clk, Tokens: []string{doToken}, BootDelay: doemu.Range{Min: 50 * time.Second, Max: 50 * time.Second},

@@ -20,6 +20,7 @@ import (
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/shoalci/shoal/internal/clock"
+	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/tags"
 )
 
@@ -44,6 +45,16 @@ type Config struct {
 	// moved are read: stages change over minutes, and each project read is
 	// one more listing of all its pipelines' next stages.
 	CreatedEvery time.Duration
+}
+
+// PendingCap is the MaxPending worth reading for pools: as many jobs as they
+// could ever run at once (at least 100), since a longer queue saturates them all.
+func PendingCap(pools []config.Pool) int {
+	slots := 0
+	for _, p := range pools {
+		slots += p.MaxInstances * max(p.CapacityPerInstance, 1)
+	}
+	return max(slots, 100)
 }
 
 // Source reads Snapshots from GitLab.

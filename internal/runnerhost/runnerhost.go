@@ -82,9 +82,8 @@ type Config struct {
 type Hosts struct {
 	cfg Config
 
-	mu     sync.Mutex
-	seen   map[int]*host // by Droplet ID
-	latest demand.Snapshot
+	mu   sync.Mutex
+	seen map[int]*host // by Droplet ID
 }
 
 // host is what shoal has seen of one Droplet's runner.
@@ -93,10 +92,9 @@ type host struct {
 	running      map[int64]bool // job IDs at the last look
 	done         int
 	lastFinished time.Time
-	draining     bool
-	drainedAt    time.Time // the first successful drain
+	drainedAt    time.Time // when it was first drained (zero: not draining)
 	failingSince time.Time // the first of the drains failing one after another
-	failedAt     time.Time // the last failed drain
+	failedAt     time.Time // the last failed drain, zero after a drain that worked
 }
 
 // failRun is the longest gap between two failed drains that still counts as
@@ -154,7 +152,6 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.latest = snap
 	obs := reconcile.Observation{Droplets: make(map[int]reconcile.RunnerStatus, len(droplets))}
 	alive := make(map[int]bool, len(droplets))
 	for _, d := range droplets {
@@ -180,7 +177,7 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 		}
 		hs.running = running
 		obs.Droplets[d.ID] = reconcile.RunnerStatus{Registered: true, RegisteredAt: hs.registeredAt,
-			Draining: hs.draining, Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
+			Draining: !hs.drainedAt.IsZero(), Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
 	}
 	for id := range h.seen {
 		if !alive[id] {
@@ -192,12 +189,15 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 
 // Drain stops the Droplet's runner over SSH: it takes no new job and exits
 // when its jobs are done. The count is what GitLab listed running on it at
-// the last look, and at least one while the runner process is still there,
+// the last Observe, and at least one while the runner process is still there,
 // so a job taken since that look is never cut off.
 func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	h.mu.Lock()
 	hs := h.seen[d.ID]
-	running := len(h.latest.RunningBySystemID[SystemID(d.Name)])
+	running := 0
+	if hs != nil {
+		running = len(hs.running)
+	}
 	h.mu.Unlock()
 	if hs == nil {
 		// The runner never contacted GitLab, so it holds no job; a runner
@@ -209,21 +209,23 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		if hs.failingSince.IsZero() || now.Sub(hs.failedAt) > failRun {
+		if now.Sub(hs.failedAt) > failRun {
 			hs.failingSince = now
 		}
 		hs.failedAt = now
 		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter && running == 0 {
 			h.cfg.Logger.Warn("cannot reach the runner to drain it; GitLab lists no job on it, so it counts as drained",
 				"droplet", d.Name, "failing_for", failing.Round(time.Second), "error", err)
-			hs.draining = true
+			if hs.drainedAt.IsZero() {
+				hs.drainedAt = now
+			}
 			return 0, nil
 		}
 		return running, fmt.Errorf("drain runner on %s: %w", d.Name, err)
 	}
-	hs.failingSince = time.Time{}
-	if !hs.draining {
-		hs.draining, hs.drainedAt = true, now
+	hs.failedAt = time.Time{}
+	if hs.drainedAt.IsZero() {
+		hs.drainedAt = now
 	}
 	props := map[string]string{}
 	for _, line := range strings.Split(state, "\n") {
@@ -273,8 +275,8 @@ func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, e
 	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
 		User: h.cfg.User,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(h.cfg.Signer)},
-		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
-			if ssh.FixedHostKey(h.cfg.HostKey.PublicKey())(host, remote, key) != nil {
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if !bytes.Equal(key.Marshal(), h.cfg.HostKey.PublicKey().Marshal()) {
 				return errHostKey
 			}
 			return nil

@@ -2,8 +2,6 @@ package runnerhost_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +20,7 @@ import (
 	"github.com/shoalci/shoal/internal/cloud"
 	"github.com/shoalci/shoal/internal/demand"
 	"github.com/shoalci/shoal/internal/runnerhost"
+	"github.com/shoalci/shoal/internal/runnerhost/runnerhosttest"
 )
 
 // gitlab-runner accepts a system_id from .runner_system_id only in this shape.
@@ -135,9 +134,9 @@ func TestUserData(t *testing.T) {
 
 func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "runner_host_key")
-	first, err := runnerhost.LoadHostKey(path)
-	if err != nil {
-		t.Fatal(err)
+	first, created, err := runnerhost.LoadHostKey(path)
+	if err != nil || !created {
+		t.Fatalf("first load: created %v, %v", created, err)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -146,9 +145,9 @@ func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("host key file mode %v, want 0600", st.Mode().Perm())
 	}
-	again, err := runnerhost.LoadHostKey(path)
-	if err != nil {
-		t.Fatal(err)
+	again, created, err := runnerhost.LoadHostKey(path)
+	if err != nil || created {
+		t.Fatalf("second load: created %v, %v", created, err)
 	}
 	if string(first.PublicKey().Marshal()) != string(again.PublicKey().Marshal()) {
 		t.Error("a second load made a new key: Droplets made before would no longer be trusted")
@@ -156,7 +155,7 @@ func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
 	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runnerhost.LoadHostKey(path); err == nil {
+	if _, _, err := runnerhost.LoadHostKey(path); err == nil {
 		t.Error("a broken key file was accepted")
 	}
 }
@@ -168,8 +167,7 @@ const (
 	noUnit  = "LoadState=not-found\nActiveState=inactive\n"
 )
 
-// sshServer is a runner Droplet's sshd: it accepts one client key and answers
-// commands with reply.
+// sshServer is a runner Droplet's sshd that answers every command with reply.
 type sshServer struct {
 	addr string
 
@@ -180,66 +178,14 @@ type sshServer struct {
 
 func newSSHServer(t *testing.T, hostKey ssh.Signer, client ssh.PublicKey) *sshServer {
 	t.Helper()
-	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		if string(k.Marshal()) == string(client.Marshal()) {
-			return nil, nil
-		}
-		return nil, errNotAuthorized
-	}}
-	cfg.AddHostKey(hostKey)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	s := &sshServer{addr: l.Addr().String(), reply: exited}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c, cfg)
-		}
-	}()
+	s := &sshServer{reply: exited}
+	s.addr = runnerhosttest.Serve(t, hostKey, client, func(cmd string) string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.commands = append(s.commands, cmd)
+		return s.reply
+	})
 	return s
-}
-
-type authError string
-
-func (e authError) Error() string { return string(e) }
-
-const errNotAuthorized = authError("key not authorized")
-
-func (s *sshServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
-	defer c.Close()
-	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		ch, chReqs, err := nc.Accept()
-		if err != nil {
-			return
-		}
-		for req := range chReqs {
-			if req.Type != "exec" {
-				_ = req.Reply(false, nil)
-				continue
-			}
-			var msg struct{ Command string }
-			_ = ssh.Unmarshal(req.Payload, &msg)
-			_ = req.Reply(true, nil)
-			s.mu.Lock()
-			s.commands = append(s.commands, msg.Command)
-			reply := s.reply
-			s.mu.Unlock()
-			_, _ = ch.Write([]byte(reply))
-			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
-			ch.Close()
-		}
-	}
 }
 
 func (s *sshServer) set(reply string) {
@@ -252,19 +198,6 @@ func (s *sshServer) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.commands)
-}
-
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // dialTo sends every connection to addr, whatever the Droplet's address.
@@ -280,7 +213,7 @@ func TestObserveAndDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shoalKey := newSigner(t)
+	shoalKey := runnerhosttest.NewSigner(t)
 	srv := newSSHServer(t, hostKey.Signer(), shoalKey.PublicKey())
 	clk := clock.NewVirtual(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
 	hosts, err := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(srv.addr)})
@@ -364,14 +297,14 @@ func TestObserveAndDrain(t *testing.T) {
 	}
 
 	// shoal's key refused: the message says which key to fix.
-	stranger, _ := runnerhost.New(runnerhost.Config{Signer: newSigner(t), HostKey: hostKey, Clock: clk, Dial: dialTo(srv.addr)})
+	stranger, _ := runnerhost.New(runnerhost.Config{Signer: runnerhosttest.NewSigner(t), HostKey: hostKey, Clock: clk, Dial: dialTo(srv.addr)})
 	_, _ = stranger.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a})
 	if _, err := stranger.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "ssh_identity") {
 		t.Errorf("drain with a key the Droplet refuses: %v, want a hint at ssh_identity", err)
 	}
 
 	// A Droplet presenting another host key is not trusted.
-	impostor := newSSHServer(t, newSigner(t), shoalKey.PublicKey())
+	impostor := newSSHServer(t, runnerhosttest.NewSigner(t), shoalKey.PublicKey())
 	other, _ := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(impostor.addr)})
 	_, _ = other.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a})
 	if _, err := other.Drain(ctx, a); err == nil || !strings.Contains(err.Error(), "host key is not the fleet's") {

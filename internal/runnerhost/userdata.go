@@ -42,44 +42,51 @@ func hostKeyOf(priv ed25519.PrivateKey) (*HostKey, error) {
 }
 
 // LoadHostKey reads the host key at path (OpenSSH format), creating it (mode
-// 0600) if the file does not exist: the first run of the daemon makes it, and
-// every later run finds the same key for the Droplets the first one made.
-func LoadHostKey(path string) (*HostKey, error) {
+// 0600) if the file does not exist, and reports whether it did: the first run
+// of the daemon makes it, and every later run finds the same key for the
+// Droplets the first one made.
+func LoadHostKey(path string) (key *HostKey, created bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		k, err := NewHostKey()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		pemText, err := k.privatePEM()
-		if err != nil {
-			return nil, err
+		if err := k.save(path); err != nil {
+			return nil, false, fmt.Errorf("save runner host key %s: %w", path, err)
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("save runner host key: %w", err)
-		}
-		if _, err := f.WriteString(pemText); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("save runner host key %s: %w", path, err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, fmt.Errorf("save runner host key %s: %w", path, err)
-		}
-		return k, nil
+		return k, true, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read runner host key: %w", err)
+		return nil, false, fmt.Errorf("read runner host key: %w", err)
 	}
 	raw, err := ssh.ParseRawPrivateKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("runner host key %s: %w", path, err)
+		return nil, false, fmt.Errorf("runner host key %s: %w", path, err)
 	}
 	priv, ok := raw.(*ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("runner host key %s is a %T, not ed25519: move it away and shoal makes a new one", path, raw)
+		return nil, false, fmt.Errorf("runner host key %s is a %T, not ed25519: move it away and shoal makes a new one", path, raw)
 	}
-	return hostKeyOf(*priv)
+	k, err := hostKeyOf(*priv)
+	return k, false, err
+}
+
+// save writes the key to a new file that only its owner can read.
+func (k *HostKey) save(path string) error {
+	pemText, err := k.privatePEM()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(pemText); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // PublicKey is the host key runner Droplets present.

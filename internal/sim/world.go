@@ -136,12 +136,8 @@ func NewWorld(o WorldOptions) (*World, error) {
 	}
 	// The runners report their own jobs (emurunner), so GitLab is asked only
 	// for the queue, and only as far as the pools could ever take from it.
-	maxPending := 0
-	for _, p := range o.Pools {
-		maxPending += p.MaxInstances * max(p.CapacityPerInstance, 1)
-	}
 	if w.Demand, err = demand.NewSource(gl, demand.Config{Projects: []string{fmt.Sprint(w.ProjectID)},
-		MaxPending: max(maxPending, 100)}, w.Clock); err != nil {
+		MaxPending: demand.PendingCap(o.Pools)}, w.Clock); err != nil {
 		return nil, err
 	}
 	if w.Webhook, err = demand.NewWebhook(hookSecret, o.Logger); err != nil {
