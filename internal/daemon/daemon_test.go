@@ -48,9 +48,10 @@ type droplets struct {
 	shoal  ssh.PublicKey
 	events chan doemu.DropletEvent
 
-	mu     sync.Mutex
-	byIP   map[string]string // the sshd of each Droplet by its public address
-	drains int
+	mu      sync.Mutex
+	byIP    map[string]string // the sshd of each Droplet by its public address
+	runners []runner          // in the order they started
+	drains  int
 }
 
 type runner struct{ token, systemID string }
@@ -104,6 +105,7 @@ func (d *droplets) start(id int) {
 	addr := runnerhosttest.Serve(d.t, d.host.Signer(), d.shoal, func(string) string { return d.stop(r) })
 	d.mu.Lock()
 	d.byIP[md.Interfaces["public"][0].IPv4.IPAddress] = addr
+	d.runners = append(d.runners, r)
 	d.mu.Unlock()
 }
 
@@ -137,11 +139,20 @@ func (d *droplets) stop(r runner) string {
 	return "LoadState=loaded\nActiveState=" + state + "\n"
 }
 
-// TestDaemonScalesOutRunsTheJobsAndScalesToZero runs the daemon as built for
-// production against both emulators over HTTP: a pipeline's jobs get Droplets,
-// whose runners (started from the cloud-init shoal wrote) run them; then every
-// runner is drained over SSH and every Droplet deleted.
-func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
+// rig is a production setup against both emulators over HTTP: a GitLab
+// project and runner, a DigitalOcean account with shoal's SSH key, and a
+// config for one pool; daemon builds a daemon for it as the command does.
+type rig struct {
+	t       *testing.T
+	clk     *clock.Virtual
+	fleet   *droplets
+	gl      *glemu.Server
+	doc     cloud.Cloud
+	project int64
+	setup   daemon.Setup
+}
+
+func newRig(t *testing.T) *rig {
 	clk := clock.NewVirtual(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	hostKey, err := runnerhost.NewHostKey()
 	if err != nil {
@@ -156,11 +167,11 @@ func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	doSrv := httptest.NewServer(do)
-	defer doSrv.Close()
+	t.Cleanup(doSrv.Close)
 	fleet.do = doSrv.URL
 	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{glToken}})
 	glSrv := httptest.NewServer(gl)
-	defer glSrv.Close()
+	t.Cleanup(glSrv.Close)
 	fleet.gl = gl
 	rn, err := gl.CreateRunner(glemu.RunnerSpec{Description: "shoal docker", Tags: []string{"docker"}})
 	if err != nil {
@@ -171,12 +182,11 @@ func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx := context.Background()
 	doc, err := cloud.New(cloud.Config{Token: doToken, APIURL: doSrv.URL, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := doc.CreateSSHKey(ctx, "shoal", string(ssh.MarshalAuthorizedKey(shoalKey.PublicKey())))
+	key, err := doc.CreateSSHKey(context.Background(), "shoal", string(ssh.MarshalAuthorizedKey(shoalKey.PublicKey())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,62 +208,93 @@ runner_id = %d
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.Build(daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
-		RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
-		DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project,
+		setup: daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
+			RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
+			DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk}}
+}
 
-	pl, err := gl.CreatePipeline(project, []glemu.StageSpec{{Jobs: []glemu.JobSpec{
-		{Duration: 2 * time.Minute, Tags: []string{"docker"}},
-		{Duration: 3 * time.Minute, Tags: []string{"docker"}},
-		{Duration: 4 * time.Minute, Tags: []string{"docker"}},
-	}}})
+// daemon builds a daemon, as `shoal autoscale` does; each call is a fresh
+// process that knows only what DigitalOcean and GitLab tell it.
+func (r *rig) daemon() *daemon.Daemon {
+	d, err := daemon.Build(r.setup)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
+	return d
+}
 
-	var created, deleted int
-	done := func() bool {
-		for _, id := range pl.JobIDs[0] {
-			if j, _ := gl.Job(id); j.Status != glemu.StatusSuccess {
-				return false
-			}
+// pipeline creates a one-stage pipeline of docker jobs of these durations.
+func (r *rig) pipeline(durations ...time.Duration) []int64 {
+	var jobs []glemu.JobSpec
+	for _, d := range durations {
+		jobs = append(jobs, glemu.JobSpec{Duration: d, Tags: []string{"docker"}})
+	}
+	pl, err := r.gl.CreatePipeline(r.project, []glemu.StageSpec{{Jobs: jobs}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return pl.JobIDs[0]
+}
+
+// succeeded reports whether all these jobs succeeded.
+func (r *rig) succeeded(ids []int64) bool {
+	for _, id := range ids {
+		if j, _ := r.gl.Job(id); j.Status != glemu.StatusSuccess {
+			return false
 		}
-		return created > 0 && deleted == created
 	}
-	for i := 0; i < 240 && !done(); i++ { // 20 minutes at most
-		rep, err := d.Step(ctx)
+	return true
+}
+
+// run steps the daemon every 5 seconds until done or for at most limit,
+// and returns how many Droplets it created and deleted.
+func (r *rig) run(d *daemon.Daemon, limit time.Duration, done func(created, deleted int) bool) (created, deleted int) {
+	for end := r.clk.Now().Add(limit); r.clk.Now().Before(end) && !done(created, deleted); {
+		rep, err := d.Step(context.Background())
 		if err != nil {
-			t.Fatalf("step at %s: %v", clk.Now().Format("15:04:05"), err)
+			r.t.Fatalf("step at %s: %v", r.clk.Now().Format("15:04:05"), err)
 		}
 		for _, p := range rep.Problems {
-			t.Errorf("step at %s: %v", clk.Now().Format("15:04:05"), p)
+			r.t.Errorf("step at %s: %v", r.clk.Now().Format("15:04:05"), p)
 		}
 		created += len(rep.Created)
 		deleted += len(rep.Deleted)
-		clk.Advance(5 * time.Second)
-		fleet.boot()
+		r.clk.Advance(5 * time.Second)
+		r.fleet.boot()
 	}
-	for _, id := range pl.JobIDs[0] {
-		if j, _ := gl.Job(id); j.Status != glemu.StatusSuccess {
+	return created, deleted
+}
+
+// TestDaemonScalesOutRunsTheJobsAndScalesToZero runs the daemon as built for
+// production against both emulators over HTTP: a pipeline's jobs get Droplets,
+// whose runners (started from the cloud-init shoal wrote) run them; then every
+// runner is drained over SSH and every Droplet deleted.
+func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
+	r := newRig(t)
+	d := r.daemon()
+	jobs := r.pipeline(2*time.Minute, 3*time.Minute, 4*time.Minute)
+	created, deleted := r.run(d, 20*time.Minute, func(created, deleted int) bool {
+		return r.succeeded(jobs) && created > 0 && deleted == created
+	})
+	for _, id := range jobs {
+		if j, _ := r.gl.Job(id); j.Status != glemu.StatusSuccess {
 			t.Errorf("job %d is %s, want success", id, j.Status)
 		}
 	}
 	if created != 3 {
 		t.Errorf("created %d Droplets for 3 jobs, want 3", created)
 	}
-	left, err := doc.ListDroplets(ctx, reconcile.FleetTag)
+	left, err := r.doc.ListDroplets(context.Background(), reconcile.FleetTag)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(left) != 0 || deleted != created {
 		t.Errorf("%d Droplets left, %d of %d deleted: the fleet did not scale to zero", len(left), deleted, created)
 	}
-	fleet.mu.Lock()
-	drains := fleet.drains
-	fleet.mu.Unlock()
+	r.fleet.mu.Lock()
+	drains := r.fleet.drains
+	r.fleet.mu.Unlock()
 	if drains < created {
 		t.Errorf("%d drains over SSH for %d deleted Droplets: each runner must be stopped before its Droplet goes", drains, deleted)
 	}
@@ -268,6 +309,34 @@ runner_id = %d
 		}
 	}
 	get(t, srv.URL+"/healthz", http.StatusOK)
+}
+
+// TestRestartedDaemonReplacesAStoppedRunner: a runner stopped before the
+// daemon restarted (its drain began, or someone stopped it) still looks
+// online to GitLab for two hours. The new daemon must not count on its slot:
+// a job that comes gets a new Droplet, and the stopped one is deleted.
+func TestRestartedDaemonReplacesAStoppedRunner(t *testing.T) {
+	r := newRig(t)
+	first := r.pipeline(time.Minute)
+	created, _ := r.run(r.daemon(), 10*time.Minute, func(int, int) bool { return r.succeeded(first) })
+	if created != 1 || !r.succeeded(first) {
+		t.Fatalf("before the restart: %d Droplets created, job done %v; want 1, true", created, r.succeeded(first))
+	}
+	// The daemon stops here; the runner is stopped while it is down.
+	r.fleet.mu.Lock()
+	stopped := r.fleet.runners[0]
+	r.fleet.mu.Unlock()
+	r.fleet.stop(stopped)
+	r.clk.Advance(time.Minute)
+
+	second := r.pipeline(time.Minute)
+	created, deleted := r.run(r.daemon(), 15*time.Minute, func(_, deleted int) bool { return r.succeeded(second) && deleted == 2 })
+	if !r.succeeded(second) {
+		t.Fatal("the job that came after the restart never ran: the stopped runner's slot was counted on")
+	}
+	if created != 1 || deleted != 2 {
+		t.Errorf("after the restart: %d created, %d deleted; want 1 and 2 (the stopped runner's Droplet too)", created, deleted)
+	}
 }
 
 func get(t *testing.T, u string, want int) string {

@@ -497,16 +497,30 @@ func (s *Server) apiJobRunner(r *runner, now time.Time) *apiJobRunner {
 		RunnerType: "instance_type", Online: status == "online", Status: status}
 }
 
-// runnerStatus is online while any manager is registered, offline otherwise
-// (GitLab: offline after no contact for 2 hours).
+// onlineFor is how long GitLab calls a runner or manager online after its
+// last contact (Ci::Runner::ONLINE_CONTACT_TIMEOUT).
+const onlineFor = 2 * time.Hour
+
+// runnerStatus is online while any manager is, never_contacted before any
+// manager registered, offline otherwise.
 func (s *Server) runnerStatus(r *runner, now time.Time) string {
-	if r.managers > 0 {
-		return "online"
+	for _, m := range s.managers {
+		if m.runner == r && s.managerStatus(m, now) == "online" {
+			return "online"
+		}
 	}
-	if len(r.history) == 0 {
+	if r.managers == 0 && len(r.history) == 0 {
 		return "never_contacted"
 	}
 	return "offline"
+}
+
+// managerStatus is online until onlineFor after the manager's last contact.
+func (s *Server) managerStatus(m *manager, now time.Time) string {
+	if m.gone || now.Sub(m.lastTick(now, s.epoch)) > onlineFor {
+		return "offline"
+	}
+	return "online"
 }
 
 type apiManager struct {
@@ -526,10 +540,7 @@ type apiManager struct {
 func (s *Server) apiManager(m *manager, now time.Time) apiManager {
 	a := apiManager{ID: m.id, SystemID: m.systemID, Version: "18.6.0", Revision: "b1a3c0d6",
 		Platform: "linux", Architecture: "amd64", CreatedAt: isoTime(m.createdAt),
-		ContactedAt: isoTime(m.lastTick(now, s.epoch)), IPAddress: "", Status: "online", JobExecutionStatus: "idle"}
-	if m.gone {
-		a.Status = "offline"
-	}
+		ContactedAt: isoTime(m.lastTick(now, s.epoch)), IPAddress: "", Status: s.managerStatus(m, now), JobExecutionStatus: "idle"}
 	if len(m.running) > 0 {
 		a.JobExecutionStatus = "active"
 	}

@@ -514,3 +514,67 @@ func TestAPIListsUnfinishedJobsAfterOthersFinish(t *testing.T) {
 		t.Fatalf("success = %v, want all 3 jobs", got)
 	}
 }
+
+// A drained manager exits when its last job ends, as gitlab-runner does:
+// GitLab's contacted_at stops there, and two hours later the manager is
+// offline. The runner stays online while another manager is.
+func TestAPIDrainedManagerFallsSilent(t *testing.T) {
+	s, clk := newEmu(t)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Description: "pool docker", Tags: []string{"docker"}}))
+	check(t, s.RegisterManager(r.Token, "s_busy", glemu.ManagerOptions{Capacity: 1}))
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(1, 10*time.Minute, "docker")}}))
+	clk.Advance(glemu.DefaultCheckInterval) // s_busy takes the job
+	check(t, s.RegisterManager(r.Token, "s_idle", glemu.ManagerOptions{Capacity: 1}))
+	c := serve(t, s)
+
+	type manager struct {
+		SystemID    string    `json:"system_id"`
+		Status      string    `json:"status"`
+		ContactedAt time.Time `json:"contacted_at"`
+	}
+	managers := func() map[string]manager {
+		t.Helper()
+		req, err := c.NewRequest(http.MethodGet, "runners/"+strconv.FormatInt(r.ID, 10)+"/managers", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ms []manager
+		if _, err := c.Do(req, &ms); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]manager{}
+		for _, m := range ms {
+			out[m.SystemID] = m
+		}
+		return out
+	}
+	fresh := func(m manager) bool { return clk.Now().Sub(m.ContactedAt) <= glemu.DefaultCheckInterval }
+
+	check(t, s.Drain(r.Token, "s_busy"))
+	check(t, s.Drain(r.Token, "s_idle"))
+	idleExit := clk.Now()
+	clk.Advance(5 * time.Minute)
+	ms := managers()
+	if m := ms["s_busy"]; !fresh(m) || m.Status != "online" {
+		t.Errorf("a drained manager still running its job: %+v at %v; want it in contact", m, clk.Now())
+	}
+	if m := ms["s_idle"]; m.ContactedAt.After(idleExit) || idleExit.Sub(m.ContactedAt) > glemu.DefaultCheckInterval || m.Status != "online" {
+		t.Errorf("a manager drained with no job: %+v; want it silent since %v, online still", m, idleExit)
+	}
+	clk.Advance(5 * time.Minute) // the job ends
+	jobEnd := clk.Now()
+	clk.Advance(time.Hour)
+	if m := managers()["s_busy"]; jobEnd.Sub(m.ContactedAt) > glemu.DefaultCheckInterval || m.ContactedAt.After(jobEnd) {
+		t.Errorf("a drained manager after its job ended: %+v; want it silent since %v", m, jobEnd)
+	}
+	check(t, s.RegisterManager(r.Token, "s_new", glemu.ManagerOptions{Capacity: 1}))
+	clk.Advance(time.Hour)
+	ms = managers()
+	if ms["s_busy"].Status != "offline" || ms["s_idle"].Status != "offline" || ms["s_new"].Status != "online" {
+		t.Errorf("two hours after the drained managers exited: %+v; want them offline, s_new online", ms)
+	}
+	if rd, _, err := c.Runners.GetRunnerDetails(r.ID); err != nil || rd.Status != "online" || !fresh(manager{ContactedAt: *rd.ContactedAt}) {
+		t.Errorf("runner with one manager online: %+v, %v", rd, err)
+	}
+}

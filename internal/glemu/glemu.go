@@ -469,6 +469,7 @@ func (s *Server) complete(j *job, status, failure string) {
 	if m := j.manager; m != nil {
 		m.running = slices.DeleteFunc(m.running, func(x *job) bool { return x == j })
 		m.runner.running--
+		s.noteExit(m)
 	}
 	s.emit(j)
 

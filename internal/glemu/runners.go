@@ -30,15 +30,18 @@ type runner struct {
 }
 
 type manager struct {
-	id        int64
-	runner    *runner
-	systemID  string
-	capacity  int
-	interval  time.Duration
-	phase     time.Duration // ticks at epoch + phase + k*interval
-	booting   bool
-	paused    bool
-	draining  bool // paused for good: Handover gives it nothing either
+	id       int64
+	runner   *runner
+	systemID string
+	capacity int
+	interval time.Duration
+	phase    time.Duration // ticks at epoch + phase + k*interval
+	booting  bool
+	paused   bool
+	draining bool // paused for good: Handover gives it nothing either
+	// exitedAt is when a draining manager's last job ended: gitlab-runner
+	// exits then, and GitLab hears from it no more (zero: still running).
+	exitedAt  time.Time
 	createdAt time.Time
 	lastPoll  time.Duration // since the epoch
 	polled    bool
@@ -228,7 +231,17 @@ func (s *Server) SetCapacity(token, systemID string, capacity int) error {
 // and Handover gives it none, so the jobs it runs once Drain returns are all
 // it will ever run.
 func (s *Server) Drain(token, systemID string) error {
-	return s.withManager(token, systemID, "drain", func(m *manager) { m.paused, m.draining = true, true })
+	return s.withManager(token, systemID, "drain", func(m *manager) {
+		m.paused, m.draining = true, true
+		s.noteExit(m)
+	})
+}
+
+// noteExit dates a draining manager's exit once it holds no job.
+func (s *Server) noteExit(m *manager) {
+	if m.draining && len(m.running) == 0 && m.exitedAt.IsZero() {
+		m.exitedAt = s.clk.Now()
+	}
 }
 
 // Resume undoes Pause (not Drain).
@@ -367,8 +380,12 @@ func (m *manager) nextTick(now time.Duration) time.Duration {
 	return t
 }
 
-// lastTick is the manager's latest tick at or before now: GitLab's contacted_at.
+// lastTick is the manager's latest tick at or before now, or before it
+// exited: GitLab's contacted_at.
 func (m *manager) lastTick(now, epoch time.Time) time.Time {
+	if !m.exitedAt.IsZero() && m.exitedAt.Before(now) {
+		now = m.exitedAt
+	}
 	d := now.Sub(epoch)
 	off := (d - m.phase) % m.interval
 	if off < 0 {

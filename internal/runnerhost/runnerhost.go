@@ -97,6 +97,13 @@ type host struct {
 	failedAt     time.Time // the last failed drain, zero after a drain that worked
 }
 
+// SilentAfter is how long a runner may go without contacting GitLab before
+// it counts as stopped. gitlab-runner asks for a job every check_interval (3 s
+// in the config shoal writes), and a request GitLab's Workhorse holds for long
+// polling returns within a minute (50 s by default); contacted_at is what
+// GitLab last heard, kept fresh in its cache on every request.
+const SilentAfter = 3 * time.Minute
+
 // failRun is the longest gap between two failed drains that still counts as
 // failing one after another: the reconciler retries every interval.
 const failRun = 2 * time.Minute
@@ -142,13 +149,16 @@ var _ reconcile.Runners = (*Hosts)(nil)
 // which dates the runner's idleness.
 func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
 	now := h.cfg.Clock.Now()
-	contacted := map[string]bool{}
+	// silent: the runner has contacted GitLab but no longer does. GitLab
+	// calls a manager online for two hours after its last contact; a runner
+	// that takes jobs asks for one at least every minute or so.
+	contacted, silent := map[string]bool{}, map[string]bool{}
 	for _, m := range snap.Managers {
-		// GitLab calls a manager online while it has been in contact within
-		// two hours; an offline or stale one is a runner that died.
-		if m.Status == "online" && !m.ContactedAt.IsZero() {
-			contacted[m.SystemID] = true
+		if m.ContactedAt.IsZero() {
+			continue
 		}
+		contacted[m.SystemID] = true
+		silent[m.SystemID] = m.Status != "online" || now.Sub(m.ContactedAt) > SilentAfter
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -176,8 +186,11 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 			}
 		}
 		hs.running = running
+		// A silent runner takes no job, whoever stopped it: this daemon before
+		// a restart, a person, or a crash. It counts as draining, so the
+		// policy neither counts on its slots nor keeps its Droplet.
 		obs.Droplets[d.ID] = reconcile.RunnerStatus{Registered: true, RegisteredAt: hs.registeredAt,
-			Draining: !hs.drainedAt.IsZero(), Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
+			Draining: !hs.drainedAt.IsZero() || silent[sid], Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
 	}
 	for id := range h.seen {
 		if !alive[id] {

@@ -2,6 +2,7 @@ package runnerhost_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -342,5 +343,44 @@ func TestObserveAndDrain(t *testing.T) {
 	_, _ = hosts.Observe(ctx, snap(nil, noIP.Name), []cloud.Droplet{noIP})
 	if _, err := hosts.Drain(ctx, noIP); err == nil {
 		t.Error("drain of a Droplet without an address succeeded")
+	}
+}
+
+// A runner that has stopped contacting GitLab takes no job, whoever stopped
+// it (this daemon before a restart, a person, a crash): it counts as
+// draining, so its slots are not counted on and its Droplet goes.
+func TestObserveSilentRunnerCountsAsDraining(t *testing.T) {
+	clk := clock.NewVirtual(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	hostKey, err := runnerhost.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := runnerhost.New(runnerhost.Config{Signer: runnerhosttest.NewSigner(t), HostKey: hostKey, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	for i, tc := range []struct {
+		name      string
+		status    string
+		contacted time.Time
+		draining  bool
+	}{
+		{"polling", "online", now.Add(-3 * time.Second), false},
+		{"just inside the limit", "online", now.Add(-runnerhost.SilentAfter), false},
+		{"silent", "online", now.Add(-runnerhost.SilentAfter - time.Second), true},
+		{"offline", "offline", now.Add(-3 * time.Hour), true},
+	} {
+		d := cloud.Droplet{ID: i + 1, Name: fmt.Sprintf("shoal-docker-%08d", i), Status: "active"}
+		sid := runnerhost.SystemID(d.Name)
+		snap := demand.Snapshot{At: now, RunningBySystemID: map[string][]demand.RunningJob{sid: nil},
+			Managers: []demand.Manager{{SystemID: sid, Status: tc.status, ContactedAt: tc.contacted}}}
+		obs, err := hosts.Observe(context.Background(), snap, []cloud.Droplet{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := obs.Droplets[d.ID]; !st.Registered || st.Draining != tc.draining {
+			t.Errorf("%s runner: %+v, want registered, draining %v", tc.name, st, tc.draining)
+		}
 	}
 }
