@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,9 @@ type droplets struct {
 	byIP    map[string]string // the sshd of each Droplet by its public address
 	runners []runner          // in the order they started
 	drains  int
+	// together, when above 1, holds each drain until that many are in
+	// flight at once (or 5 s have passed); most is the most seen.
+	together, inFlight, most int
 }
 
 type runner struct{ token, systemID string }
@@ -124,6 +128,23 @@ func (d *droplets) dial(_ context.Context, _, addr string) (net.Conn, error) {
 // stop is systemctl stop on the Droplet of r: gitlab-runner takes no new
 // job and exits when its jobs are done. It answers as systemctl show does.
 func (d *droplets) stop(r runner) string {
+	d.mu.Lock()
+	d.inFlight++
+	d.most = max(d.most, d.inFlight)
+	d.mu.Unlock()
+	for give := time.Now().Add(5 * time.Second); time.Now().Before(give); time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		met := d.most >= d.together
+		d.mu.Unlock()
+		if met {
+			break
+		}
+	}
+	defer func() {
+		d.mu.Lock()
+		d.inFlight--
+		d.mu.Unlock()
+	}()
 	state := "inactive"
 	if err := d.gl.Drain(r.token, r.systemID); err != nil {
 		state = "failed"
@@ -311,31 +332,42 @@ func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
 	get(t, srv.URL+"/healthz", http.StatusOK)
 }
 
-// TestRestartedDaemonReplacesAStoppedRunner: a runner stopped before the
-// daemon restarted (its drain began, or someone stopped it) still looks
-// online to GitLab for two hours. The new daemon must not count on its slot:
-// a job that comes gets a new Droplet, and the stopped one is deleted.
-func TestRestartedDaemonReplacesAStoppedRunner(t *testing.T) {
+// TestRestartedDaemonReplacesStoppedRunners: runners stopped while the
+// daemon was down (its drains had begun, or someone stopped them) still look
+// online to GitLab for two hours. The new daemon must not count on their
+// slots: a job that comes gets a new Droplet, and the stopped runners'
+// Droplets are drained, all at once, and deleted.
+func TestRestartedDaemonReplacesStoppedRunners(t *testing.T) {
 	r := newRig(t)
-	first := r.pipeline(time.Minute)
+	first := r.pipeline(time.Minute, time.Minute, time.Minute)
 	created, _ := r.run(r.daemon(), 10*time.Minute, func(int, int) bool { return r.succeeded(first) })
-	if created != 1 || !r.succeeded(first) {
-		t.Fatalf("before the restart: %d Droplets created, job done %v; want 1, true", created, r.succeeded(first))
+	if created != 3 || !r.succeeded(first) {
+		t.Fatalf("before the restart: %d Droplets created, jobs done %v; want 3, true", created, r.succeeded(first))
 	}
-	// The daemon stops here; the runner is stopped while it is down.
+	// The daemon stops here; its runners are stopped while it is down.
 	r.fleet.mu.Lock()
-	stopped := r.fleet.runners[0]
+	stopped := slices.Clone(r.fleet.runners)
 	r.fleet.mu.Unlock()
-	r.fleet.stop(stopped)
-	r.clk.Advance(time.Minute)
+	for _, rn := range stopped {
+		r.fleet.stop(rn)
+	}
+	r.clk.Advance(4 * time.Minute)
+	r.fleet.mu.Lock()
+	r.fleet.together = len(stopped)
+	r.fleet.mu.Unlock()
 
 	second := r.pipeline(time.Minute)
-	created, deleted := r.run(r.daemon(), 15*time.Minute, func(_, deleted int) bool { return r.succeeded(second) && deleted == 2 })
+	created, deleted := r.run(r.daemon(), 15*time.Minute, func(_, deleted int) bool { return r.succeeded(second) && deleted == 4 })
 	if !r.succeeded(second) {
-		t.Fatal("the job that came after the restart never ran: the stopped runner's slot was counted on")
+		t.Fatal("the job that came after the restart never ran: the stopped runners' slots were counted on")
 	}
-	if created != 1 || deleted != 2 {
-		t.Errorf("after the restart: %d created, %d deleted; want 1 and 2 (the stopped runner's Droplet too)", created, deleted)
+	if created != 1 || deleted != 4 {
+		t.Errorf("after the restart: %d created, %d deleted; want 1 and 4 (the stopped runners' Droplets too)", created, deleted)
+	}
+	r.fleet.mu.Lock()
+	defer r.fleet.mu.Unlock()
+	if r.fleet.most < len(stopped) {
+		t.Errorf("at most %d drains ran at once; want the %d stopped runners drained together", r.fleet.most, len(stopped))
 	}
 }
 

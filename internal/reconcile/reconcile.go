@@ -14,6 +14,7 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoalci/shoal/internal/clock"
@@ -85,6 +86,10 @@ type Config struct {
 	// between, a Step works from the last listing plus its own creates and
 	// deletes, which saves most of the API budget on a large fleet.
 	ListEvery time.Duration
+	// Drains is how many drains run at once (default 10): a drain over SSH
+	// to a Droplet that does not answer takes its whole timeout. The
+	// simulator uses 1, so that a replay repeats exactly.
+	Drains int
 	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
 	// finished after this long, loudly. Zero means never: a job is never killed.
 	DrainHardLimit time.Duration
@@ -126,6 +131,9 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	if cfg.ListEvery == 0 {
 		cfg.ListEvery = 2 * time.Minute
+	}
+	if cfg.Drains == 0 {
+		cfg.Drains = 10
 	}
 	if cfg.RequestsPerMinute == 0 {
 		cfg.RequestsPerMinute = int(config.APIRequestsPerMinute * config.DefaultRateBudget)
@@ -243,15 +251,17 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			delete(r.drainAt, id)
 		}
 	}
+	// Droplets to retire, with why: reaped, or of a pool no longer
+	// configured (not the policy's to decide), then the policy's deletes.
+	var retiring []action
 	for _, d := range droplets {
 		pool := poolOf(d)
 		why := r.stuck(now, d, status[d.ID])
 		if _, ok := r.poolConfig(pool); !ok || why != "" {
-			// Not the policy's to decide: reap, or retire a pool no longer configured.
 			if why == "" {
 				why = fmt.Sprintf("pool %q is no longer configured", pool)
 			}
-			r.retire(spend, &rep, d, status[d.ID], why, avail)
+			retiring = append(retiring, action{d, why})
 			continue
 		}
 		byPool[pool] = append(byPool[pool], d)
@@ -286,26 +296,41 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	r.state = state
 	rep.Decisions = decisions
 
-	// Deletes first (they save money), then drains (free), then creates.
-	order := map[policy.Kind]int{policy.Delete: 0, policy.Drain: 1, policy.Create: 2}
-	slices.SortStableFunc(decisions, func(a, b policy.Decision) int { return order[a.Kind] - order[b.Kind] })
+	// Drain first, all at once: the runners to stop, and those whose
+	// Droplets go. Then delete the drained Droplets whose runners are idle
+	// (that saves money), then create.
+	var draining []action
 	for _, dec := range decisions {
-		switch dec.Kind {
-		case policy.Delete:
-			d, ok := byID[dec.DropletID]
-			if !ok {
-				continue
+		if d, ok := byID[dec.DropletID]; ok && !slices.Contains(rep.Deleted, d.ID) {
+			switch dec.Kind {
+			case policy.Delete:
+				retiring = append(retiring, action{d, dec.Reason})
+			case policy.Drain:
+				draining = append(draining, action{d, dec.Reason})
 			}
-			r.retire(spend, &rep, d, status[d.ID], dec.Reason, avail)
-		case policy.Drain:
-			if d, ok := byID[dec.DropletID]; ok {
-				r.drain(ctx, &rep, d, dec.Reason)
-			}
-		case policy.Create:
+		}
+	}
+	for _, a := range retiring {
+		if status[a.d.ID].Registered && !slices.Contains(rep.Deleted, a.d.ID) {
+			draining = append(draining, a)
+		}
+	}
+	running := r.drainAll(ctx, &rep, draining)
+	for _, a := range retiring {
+		r.retire(spend, &rep, a, status[a.d.ID], running, avail)
+	}
+	for _, dec := range decisions {
+		if dec.Kind == policy.Create {
 			r.create(spend, &rep, dec, droplets, avail)
 		}
 	}
 	return rep, nil
+}
+
+// action is a Droplet to act on, and why.
+type action struct {
+	d   cloud.Droplet
+	why string
 }
 
 // reportedLeft is what DigitalOcean's ratelimit-* headers say shoal may still
@@ -407,34 +432,66 @@ func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {
 	return pd
 }
 
-func (r *Reconciler) drain(ctx context.Context, rep *Report, d cloud.Droplet, why string) (running int, err error) {
-	running, err = r.runners.Drain(ctx, d)
-	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Errorf("drain %s: %w", d.Name, err))
-		return 0, err
+// drainAll drains the runners of these Droplets, up to cfg.Drains at a
+// time, and returns the jobs each still runs; a Droplet whose drain failed is
+// missing from the result.
+func (r *Reconciler) drainAll(ctx context.Context, rep *Report, as []action) map[int]int {
+	type result struct {
+		running int
+		err     error
 	}
-	if _, ok := r.drainAt[d.ID]; !ok {
-		r.drainAt[d.ID] = r.clock.Now()
-		rep.Drained = append(rep.Drained, d.ID)
-		r.log.Info("draining runner", "droplet", d.Name, "running_jobs", running, "reason", why)
+	seen := make(map[int]bool, len(as))
+	as = slices.DeleteFunc(as, func(a action) bool {
+		dup := seen[a.d.ID]
+		seen[a.d.ID] = true
+		return dup
+	})
+	results := make([]result, len(as))
+	slots := make(chan struct{}, r.cfg.Drains)
+	var wg sync.WaitGroup
+	for i, a := range as {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			n, err := r.runners.Drain(ctx, a.d)
+			results[i] = result{n, err}
+		})
 	}
-	return running, nil
+	wg.Wait()
+	// In order, so that reports and logs do not depend on which drain
+	// answered first.
+	running := make(map[int]int, len(as))
+	for i, a := range as {
+		switch res := results[i]; {
+		case res.err != nil:
+			rep.Problems = append(rep.Problems, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
+		default:
+			running[a.d.ID] = res.running
+			if _, ok := r.drainAt[a.d.ID]; !ok {
+				r.drainAt[a.d.ID] = r.clock.Now()
+				rep.Drained = append(rep.Drained, a.d.ID)
+				r.log.Info("draining runner", "droplet", a.d.Name, "running_jobs", res.running, "reason", a.why)
+			}
+		}
+	}
+	return running
 }
 
-// retire deletes a Droplet once its runner is drained and idle; a Droplet
-// still running jobs is drained and left for a later Step. Never kill a job.
-func (r *Reconciler) retire(ctx context.Context, rep *Report, d cloud.Droplet, st RunnerStatus, why string, avail func() int) {
-	running := st.Running
+// retire deletes a Droplet once its runner is drained and idle: running says
+// what each drained runner still runs. A Droplet still running jobs, or whose
+// drain failed, is left for a later Step. Never kill a job.
+func (r *Reconciler) retire(ctx context.Context, rep *Report, a action, st RunnerStatus, running map[int]int, avail func() int) {
+	n := st.Running
 	if st.Registered {
-		var err error
-		if running, err = r.drain(ctx, rep, d, why); err != nil {
+		var ok bool
+		if n, ok = running[a.d.ID]; !ok {
 			return
 		}
 	}
-	if running > 0 {
+	if n > 0 || slices.Contains(rep.Deleted, a.d.ID) {
 		return
 	}
-	r.delete(ctx, rep, d, why, avail)
+	r.delete(ctx, rep, a.d, a.why, avail)
 }
 
 func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, why string, avail func() int) {

@@ -150,7 +150,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 
 	w.Reconciler = reconcile.New(w.Cloud, w.Demand, w.Fleet, o.Policy, w.Clock, reconcile.Config{
 		Pools: o.Pools, Billing: o.Billing, RequestsPerMinute: o.RequestsPerMinute, RequestsPerHour: o.RequestsPerHour,
-		Seed: o.Seed + 1, Logger: o.Logger})
+		Seed: o.Seed + 1, Logger: o.Logger, Drains: 1})
 	return w, nil
 }
 
