@@ -112,6 +112,14 @@ func TestUserData(t *testing.T) {
 			t.Errorf("the runner unit's drop-in lacks %s: a drain would kill jobs", line)
 		}
 	}
+	// Every start of the runner puts the metadata block in place first.
+	for _, part := range []string{"After=docker.service", "ExecStartPre=/bin/sh -c 'iptables -C DOCKER-USER -d 169.254.169.254 -j REJECT 2>/dev/null || iptables -I DOCKER-USER -d 169.254.169.254 -j REJECT'"} {
+		if !strings.Contains(dropIn, part) {
+			t.Errorf("the runner unit's drop-in lacks %s: job containers could read the runner token from the metadata service", part)
+		}
+	}
+	checkDropIn(t, dropIn)
+	checkCloudConfig(t, ud)
 
 	if len(doc.RunCmd) != 1 || len(doc.RunCmd[0]) != 3 {
 		t.Fatalf("runcmd = %q", doc.RunCmd)
@@ -122,7 +130,7 @@ func TestUserData(t *testing.T) {
 			t.Errorf("setup script does not parse: %v\n%s", err, out)
 		}
 	}
-	for _, part := range []string{".runner_system_id", "DOCKER-USER -d 169.254.169.254", "systemctl restart gitlab-runner.service"} {
+	for _, part := range []string{".runner_system_id", "systemctl restart gitlab-runner.service"} {
 		if !strings.Contains(script, part) {
 			t.Errorf("setup script lacks %q", part)
 		}
@@ -130,6 +138,51 @@ func TestUserData(t *testing.T) {
 
 	if _, err := runnerhost.UserData(key, runnerhost.RunnerSpec{GitLabURL: "https://gitlab.example.com"}); err == nil {
 		t.Error("user data without a runner token was accepted")
+	}
+}
+
+// checkCloudConfig validates the user data against the schema of the
+// cloud-init that reads it (Debian's package has the tool; .ci/setup.d
+// installs it).
+func checkCloudConfig(t *testing.T, userData string) {
+	t.Helper()
+	ci, err := exec.LookPath("cloud-init")
+	if err != nil {
+		t.Log("cloud-init is not installed (apt-get install cloud-init): the user data's schema is not checked")
+		return
+	}
+	f := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(f, []byte(userData), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(ci, "schema", "--config-file", f).CombinedOutput(); err != nil {
+		t.Errorf("cloud-init rejects the user data: %v\n%s", err, out)
+	}
+}
+
+// checkDropIn has systemd check the drop-in on a stand-in for the packaged
+// gitlab-runner unit: any unknown key or bad value is reported.
+func checkDropIn(t *testing.T, dropIn string) {
+	t.Helper()
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze is not installed: the runner unit's drop-in is not checked")
+		return
+	}
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "gitlab-runner.service")
+	if err := os.MkdirAll(unit+".d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(unit, []byte("[Unit]\nDescription=GitLab Runner\n[Service]\nExecStart=/bin/true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(unit+".d", "shoal.conf"), []byte(dropIn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", unit).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify of the drop-in: %v\n%s", err, out)
 	}
 }
 

@@ -146,11 +146,23 @@ const (
 	dropInPath   = "/etc/systemd/system/gitlab-runner.service.d/shoal.conf"
 )
 
+// metadataBlock keeps job containers (Docker's FORWARD path) away from the
+// metadata service, whose user data holds the runner token.
+const metadataBlock = "DOCKER-USER -d 169.254.169.254 -j REJECT"
+
 // dropIn makes the packaged gitlab-runner unit stop the graceful way:
 // SIGQUIT has gitlab-runner take no new job and exit once its jobs end
 // (GitLab Runner's documented signals), with no timeout, since a CI job may
-// run an hour; and a runner that exits after a drain stays down.
-const dropIn = `[Service]
+// run an hour; and a runner that exits after a drain stays down. Every start
+// first puts the metadata block in place (Docker makes the DOCKER-USER chain,
+// hence After=docker.service), so a rebooted Droplet keeps it, and a runner
+// whose block fails does not start.
+const dropIn = `[Unit]
+After=docker.service
+Wants=docker.service
+
+[Service]
+ExecStartPre=/bin/sh -c 'iptables -C ` + metadataBlock + ` 2>/dev/null || iptables -I ` + metadataBlock + `'
 KillSignal=SIGQUIT
 TimeoutStopSec=infinity
 Restart=on-failure
@@ -159,15 +171,15 @@ Restart=on-failure
 // setupScript runs once at first boot, as root, after write_files. The
 // system_id comes from the Droplet's own name (the metadata service), as
 // SystemID computes it; Docker and gitlab-runner are installed only when the
-// image lacks them (a prepared snapshot boots faster). Job containers are
-// kept away from the metadata service, whose user data holds the runner
-// token.
+// image lacks them (a prepared snapshot boots faster). The runner unit's
+// drop-in, written before, blocks the metadata service before the runner
+// starts, which may be as soon as its package is installed.
 const setupScript = `set -eu
 name=$(curl -fsS http://169.254.169.254/metadata/v1/hostname)
 printf 's_%s\n' "$(printf %s "$name" | sha256sum | cut -c1-12)" > ` + systemIDPath + `
 chmod 600 ` + systemIDPath + `
 command -v docker >/dev/null || curl -fsSL https://get.docker.com | sh
-iptables -I DOCKER-USER -d 169.254.169.254 -j REJECT
+systemctl daemon-reload
 if ! command -v gitlab-runner >/dev/null; then
   curl -fsSL https://packages.gitlab.com/install/repositories/runner/gitlab-runner/script.deb.sh | bash
   DEBIAN_FRONTEND=noninteractive apt-get install -y gitlab-runner
