@@ -127,6 +127,7 @@ func autoscaleSetup(cfg *config.Config, path string, log *slog.Logger) (daemon.S
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
 		return s, fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
+	s.StateFile = filepath.Join(cfg.Daemon.StateDir, "policy-state.json")
 	hostKey := filepath.Join(cfg.Daemon.StateDir, "runner_host_key")
 	var created bool
 	if s.HostKey, created, err = runnerhost.LoadHostKey(hostKey); err != nil {

@@ -40,9 +40,12 @@ type Setup struct {
 	// HTTPClient carries GitLab and DigitalOcean requests (nil: the default).
 	HTTPClient *http.Client
 	// Dial reaches runner Droplets over SSH (nil: the network).
-	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	Clock  clock.Clock
-	Logger *slog.Logger
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// StateFile keeps what the policy learns (the arrival rate, the time of
+	// day) across restarts; empty: it is not kept.
+	StateFile string
+	Clock     clock.Clock
+	Logger    *slog.Logger
 }
 
 // Build wires the real autoscaler: godo for DigitalOcean, client-go for
@@ -101,18 +104,27 @@ func Build(s Setup) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var learned policy.State
+	if s.StateFile != "" {
+		learned = loadPolicyState(s.StateFile, s.Logger)
+	}
 	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
 		Pools: cfg.Pools, Billing: cfg.Billing,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
 		SSHKeys:  cfg.Daemon.SSHKeys,
 		UserData: func(p config.Pool, _ string) string { return userData[p.Name] },
+		State:    learned,
 		Logger:   s.Logger,
 	})
+	var save func() error
+	if s.StateFile != "" {
+		save = func() error { return savePolicyState(s.StateFile, rec.State()) }
+	}
 	var hook *demand.Webhook
 	if s.WebhookSecret != "" {
 		if hook, err = demand.NewWebhook(s.WebhookSecret, s.Logger); err != nil {
 			return nil, err
 		}
 	}
-	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Clock: s.Clock, Logger: s.Logger})
+	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Save: save, Clock: s.Clock, Logger: s.Logger})
 }

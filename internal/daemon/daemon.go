@@ -32,8 +32,11 @@ type Options struct {
 	Interval time.Duration
 	// Webhook, when set, is served at /hooks/gitlab and wakes the loop.
 	Webhook *demand.Webhook
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// Save, when set, keeps what the policy has learned; it is called after
+	// a successful reconcile at most once a minute, and when Run ends.
+	Save   func() error
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Daemon is the autoscaler's loop.
@@ -45,6 +48,8 @@ type Daemon struct {
 	mu      sync.Mutex
 	lastOK  time.Time
 	lastErr error
+
+	savedAt time.Time // only the goroutine that steps uses it
 }
 
 type metrics struct {
@@ -143,8 +148,32 @@ func (d *Daemon) Healthy() error {
 	return errors.New(what)
 }
 
-// Step reconciles once and records the outcome.
+// Step reconciles once, records the outcome and, once a minute, saves what
+// the policy has learned.
 func (d *Daemon) Step(ctx context.Context) (reconcile.Report, error) {
+	rep, err := d.step(ctx)
+	if err == nil {
+		d.save(false)
+	}
+	return rep, err
+}
+
+// saveEvery is how often the policy's learned state is saved.
+const saveEvery = time.Minute
+
+// save calls Options.Save, at most once every saveEvery unless forced.
+func (d *Daemon) save(force bool) {
+	now := d.o.Clock.Now()
+	if d.o.Save == nil || (!force && now.Sub(d.savedAt) < saveEvery) {
+		return
+	}
+	d.savedAt = now
+	if err := d.o.Save(); err != nil {
+		d.o.Logger.Warn("cannot save what the policy has learned; after a restart it would learn the day again", "error", err)
+	}
+}
+
+func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	start := d.o.Clock.Now()
 	rep, err := d.o.Reconciler.Step(ctx)
 	d.m.stepSeconds.Observe(d.o.Clock.Since(start).Seconds())
@@ -181,6 +210,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	tick := d.o.Clock.NewTicker(d.o.Interval)
 	defer tick.Stop()
+	defer d.save(true)
 	for {
 		began := d.o.Clock.Now()
 		if rep, err := d.Step(ctx); err != nil {

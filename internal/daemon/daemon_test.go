@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +30,7 @@ import (
 	"github.com/shoalci/shoal/internal/demand"
 	"github.com/shoalci/shoal/internal/doemu"
 	"github.com/shoalci/shoal/internal/glemu"
+	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/reconcile"
 	"github.com/shoalci/shoal/internal/runnerhost"
 	"github.com/shoalci/shoal/internal/runnerhost/runnerhosttest"
@@ -473,5 +477,77 @@ func waitHealth(t *testing.T, base string, code int, body string) {
 			t.Fatalf("/healthz: %d %q, want %d %q", resp.StatusCode, b, code, body)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDaemonKeepsWhatThePolicyLearnedAcrossARestart: the arrival rate and
+// the boot time learned by one daemon are saved to the state file, and the
+// next daemon starts from them instead of from nothing. A state file it
+// cannot read is set aside: the daemon still starts.
+func TestDaemonKeepsWhatThePolicyLearnedAcrossARestart(t *testing.T) {
+	r := newRig(t)
+	r.setup.StateFile = filepath.Join(t.TempDir(), "policy-state.json")
+	learned := func() policy.ShoalPoolState {
+		t.Helper()
+		data, err := os.ReadFile(r.setup.StateFile)
+		if err != nil {
+			t.Fatalf("state file: %v", err)
+		}
+		var st policy.State
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatalf("state file: %v", err)
+		}
+		sp, ok := st.ShoalPool("docker")
+		if !ok {
+			t.Fatalf("state file has nothing on pool docker: %s", data)
+		}
+		return sp
+	}
+
+	jobs := r.pipeline(time.Minute, time.Minute)
+	r.run(r.daemon(), 20*time.Minute, func(created, deleted int) bool { return r.succeeded(jobs) && created > 0 && deleted == created })
+	before := learned()
+	if before.ArrivalsPerMinute <= 0 || before.Boot <= 0 || before.Boot == 90*time.Second {
+		t.Fatalf("the first daemon saved %+v: want an arrival rate and the boot time it saw", before)
+	}
+
+	r.clk.Advance(2 * time.Minute)
+	r.run(r.daemon(), 5*time.Second, func(int, int) bool { return false })
+	after := learned()
+	if after.Boot != before.Boot || after.ArrivalsPerMinute <= 0 || after.ArrivalsPerMinute > before.ArrivalsPerMinute {
+		t.Errorf("after a restart the daemon saved %+v; want the boot time %v and the rate %.3f/min decayed, not a fresh start",
+			after, before.Boot, before.ArrivalsPerMinute)
+	}
+
+	if err := os.WriteFile(r.setup.StateFile, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.run(r.daemon(), 5*time.Second, func(int, int) bool { return false })
+	if fresh := learned(); fresh.ArrivalsPerMinute != 0 {
+		t.Errorf("from an unreadable state file the daemon learned %+v; want a fresh start", fresh)
+	}
+}
+
+// TestDrainsADropletListedBeforeItHadAnAddress: short jobs end before the
+// next full listing, while the fleet as last listed still shows their
+// Droplets "new", without an address; the drain looks the address up rather
+// than fail until the next listing.
+func TestDrainsADropletListedBeforeItHadAnAddress(t *testing.T) {
+	r := newRig(t)
+	jobs := r.pipeline(time.Minute, time.Minute)
+	var drainedBy time.Time
+	created, deleted := r.run(r.daemon(), 10*time.Minute, func(created, deleted int) bool {
+		if drainedBy.IsZero() && deleted > 0 {
+			drainedBy = r.clk.Now()
+		}
+		return r.succeeded(jobs) && created > 0 && deleted == created
+	})
+	if created != 2 || deleted != 2 {
+		t.Fatalf("%d created, %d deleted; want 2 and 2", created, deleted)
+	}
+	// rig.run fails the test on any failed action; the first Droplet goes
+	// inside the first two minutes, before the fleet is listed again.
+	if start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC); drainedBy.Sub(start) >= 2*time.Minute+5*time.Second {
+		t.Errorf("the first Droplet went at %s; want it before the next listing", drainedBy.Format("15:04:05"))
 	}
 }

@@ -92,6 +92,8 @@ type shoalPool struct {
 	// minute up to which its counts have been folded in.
 	day    *dayProfile
 	folded time.Time
+	// restored: read back from a saved State; the time since at went unseen.
+	restored bool
 }
 
 // ShoalPoolState is a read-only view of what shoal has learned about a pool.
@@ -459,7 +461,17 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		return st.day
 	}
 	// Fold finished minutes into the profile, a day-to-day average per minute.
-	for steps := 0; st.folded.Before(minute) && steps < profileBuckets; steps++ {
+	stop := minute
+	if st.restored {
+		// Nobody looked since the State was saved (the daemon was down): only
+		// the minute of the last look, whose arrivals were counted, is folded
+		// in; the rest are not taken for minutes without arrivals.
+		st.restored = false
+		if next := st.at.Truncate(time.Minute).Add(time.Minute); next.Before(minute) {
+			stop = next
+		}
+	}
+	for steps := 0; st.folded.Before(stop) && steps < profileBuckets; steps++ {
 		b, d := minuteOfDay(st.folded), day()
 		d.profile[b] = (1-alpha)*d.profile[b] + alpha*d.counts[b]
 		d.weight[b] = (1-alpha)*d.weight[b] + alpha
@@ -521,8 +533,8 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		jobs[ds[i].ID] = n
 		if old, known := st.jobs[ds[i].ID]; known {
 			started += max(n-old, 0)
-		} else if !st.at.IsZero() {
-			started += n // a Droplet new since the last look
+		} else if st.jobs != nil {
+			started += n // a Droplet new since the last look (not the first)
 		}
 	}
 	if unseen := started - max(len(st.pendingIDs)-stillPending, 0); unseen > 0 {

@@ -64,9 +64,15 @@ type Runners interface {
 	// Observe reports the runners of the Droplets.
 	Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (Observation, error)
 	// Drain tells the Droplet's runner to take no new jobs and reports how many
-	// it is still running. It must be idempotent.
+	// it is still running. It must be idempotent. It fails with ErrNoAddress
+	// when it needs the Droplet's address and d has none.
 	Drain(ctx context.Context, d cloud.Droplet) (running int, err error)
 }
+
+// ErrNoAddress: the Droplet, as last listed, has no address to reach its
+// runner at (it was listed while "new"). The reconciler looks it up and
+// drains it again.
+var ErrNoAddress = errors.New("no address in the last listing")
 
 // Config tunes a Reconciler.
 type Config struct {
@@ -93,6 +99,9 @@ type Config struct {
 	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
 	// finished after this long, loudly. Zero means never: a job is never killed.
 	DrainHardLimit time.Duration
+	// State is what the policy learned before (a daemon's saved state); the
+	// zero State starts afresh.
+	State policy.State
 	// Seed makes Droplet names reproducible (the simulator); zero picks one at random.
 	Seed   uint64
 	Logger *slog.Logger
@@ -151,8 +160,12 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
-		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drainAt: map[int]time.Time{}}
+		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drainAt: map[int]time.Time{},
+		state: cfg.State}
 }
+
+// State is what the policy has learned so far. Not safe to call during a Step.
+func (r *Reconciler) State() policy.State { return r.state }
 
 // Report says what one Step saw and did.
 type Report struct {
@@ -315,7 +328,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			draining = append(draining, a)
 		}
 	}
-	running := r.drainAll(ctx, &rep, draining)
+	running := r.drainAll(ctx, spend, &rep, draining)
 	for _, a := range retiring {
 		r.retire(spend, &rep, a, status[a.d.ID], running, avail)
 	}
@@ -434,8 +447,8 @@ func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {
 
 // drainAll drains the runners of these Droplets, up to cfg.Drains at a
 // time, and returns the jobs each still runs; a Droplet whose drain failed is
-// missing from the result.
-func (r *Reconciler) drainAll(ctx context.Context, rep *Report, as []action) map[int]int {
+// missing from the result. Cloud lookups go through spend.
+func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []action) map[int]int {
 	type result struct {
 		running int
 		err     error
@@ -458,13 +471,29 @@ func (r *Reconciler) drainAll(ctx context.Context, rep *Report, as []action) map
 		})
 	}
 	wg.Wait()
+	// A Droplet listed before it had an address is looked up, and drained again.
+	for i, a := range as {
+		if !errors.Is(results[i].err, ErrNoAddress) {
+			continue
+		}
+		d, err := r.cloud.GetDroplet(spend, a.d.ID)
+		if err != nil {
+			results[i].err = fmt.Errorf("look up its address: %w", err)
+			continue
+		}
+		if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID }); k >= 0 {
+			r.fleet[k] = d
+		}
+		n, err := r.runners.Drain(ctx, d)
+		results[i] = result{n, err}
+	}
 	// In order, so that reports and logs do not depend on which drain
 	// answered first.
 	running := make(map[int]int, len(as))
 	for i, a := range as {
 		switch res := results[i]; {
 		case res.err != nil:
-			rep.Problems = append(rep.Problems, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
+			rep.failed("drain "+a.d.Name, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
 		default:
 			running[a.d.ID] = res.running
 			if _, ok := r.drainAt[a.d.ID]; !ok {

@@ -272,7 +272,7 @@ func (h *Hosts) run(ctx context.Context, d cloud.Droplet, cmd string) (string, e
 		ip = d.PrivateIPv4
 	}
 	if ip == "" {
-		return "", fmt.Errorf("droplet %d has no address to SSH to yet", d.ID)
+		return "", fmt.Errorf("ssh: %w", reconcile.ErrNoAddress)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()

@@ -2,6 +2,7 @@ package runnerhost_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
 	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/reconcile"
 	"github.com/shoalci/shoal/internal/runnerhost"
 	"github.com/shoalci/shoal/internal/runnerhost/runnerhosttest"
 )
@@ -394,8 +396,8 @@ func TestObserveAndDrain(t *testing.T) {
 	// No address yet.
 	noIP := cloud.Droplet{ID: 3, Name: "shoal-docker-00000003", Status: "new"}
 	_, _ = hosts.Observe(ctx, snap(nil, noIP.Name), []cloud.Droplet{noIP})
-	if _, err := hosts.Drain(ctx, noIP); err == nil {
-		t.Error("drain of a Droplet without an address succeeded")
+	if _, err := hosts.Drain(ctx, noIP); !errors.Is(err, reconcile.ErrNoAddress) {
+		t.Errorf("drain of a Droplet without an address: %v, want ErrNoAddress (the reconciler then looks it up)", err)
 	}
 }
 
