@@ -133,7 +133,12 @@ func (d *droplets) start(id int) {
 		d.t.Fatalf("droplet %d: runner: %v", id, err)
 	}
 	// Its sshd, on a loopback port standing for port 22 of its address.
-	addr := runnerhosttest.Serve(d.t, d.host.Signer(), d.shoal, func(string) string { return d.stop(r) })
+	addr := runnerhosttest.Serve(d.t, d.host.Signer(), d.shoal, func(cmd string) string {
+		if strings.HasPrefix(cmd, "systemctl stop ") {
+			return d.stop(r)
+		}
+		return d.show(r)
+	})
 	d.mu.Lock()
 	d.byIP[md.Interfaces["public"][0].IPv4.IPAddress] = addr
 	d.runners = append(d.runners, r)
@@ -153,8 +158,26 @@ func (d *droplets) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	return net.Dial("tcp", sshd)
 }
 
-// stop is systemctl stop on the Droplet of r: gitlab-runner takes no new
-// job and exits when its jobs are done. It answers as systemctl show does.
+// show is systemctl show on the Droplet of r: active until it is stopped,
+// then deactivating until its jobs end.
+func (d *droplets) show(r runner) string {
+	d.mu.Lock()
+	stopped := d.drained[r.systemID]
+	d.mu.Unlock()
+	state := "active"
+	if stopped {
+		state = "inactive"
+		for _, m := range d.gl.Managers() {
+			if m.SystemID == r.systemID && m.Running > 0 {
+				state = "deactivating"
+			}
+		}
+	}
+	return "LoadState=loaded\nActiveState=" + state + "\n"
+}
+
+// stop is systemctl stop on the Droplet of r, then show: gitlab-runner
+// takes no new job and exits when its jobs are done.
 func (d *droplets) stop(r runner) string {
 	d.mu.Lock()
 	d.inFlight++
@@ -173,19 +196,13 @@ func (d *droplets) stop(r runner) string {
 		d.inFlight--
 		d.mu.Unlock()
 	}()
-	state := "inactive"
 	if err := d.gl.Drain(r.token, r.systemID); err != nil {
-		state = "failed"
-	}
-	for _, m := range d.gl.Managers() {
-		if m.SystemID == r.systemID && m.Running > 0 {
-			state = "deactivating"
-		}
+		return "LoadState=loaded\nActiveState=failed\n"
 	}
 	d.mu.Lock()
 	d.drained[r.systemID] = true
 	d.mu.Unlock()
-	return "LoadState=loaded\nActiveState=" + state + "\n"
+	return d.show(r)
 }
 
 // rig is a production setup against both emulators over HTTP: a GitLab
@@ -375,7 +392,7 @@ func TestRestartedDaemonReplacesStoppedRunners(t *testing.T) {
 	for _, rn := range stopped {
 		r.fleet.stop(rn)
 	}
-	r.clk.Advance(4 * time.Minute)
+	r.clk.Advance(time.Minute)
 	r.fleet.mu.Lock()
 	r.fleet.together = len(stopped)
 	r.fleet.mu.Unlock()

@@ -127,7 +127,8 @@ type Manager struct {
 	ID          int64
 	RunnerID    int64
 	SystemID    string
-	Status      string // online, offline, stale, never_contacted
+	Status      string    // online, offline, stale, never_contacted
+	CreatedAt   time.Time // when it first contacted GitLab
 	ContactedAt time.Time
 }
 
@@ -462,6 +463,7 @@ type apiManager struct {
 	ID          int64      `json:"id"`
 	SystemID    string     `json:"system_id"`
 	Status      string     `json:"status"`
+	CreatedAt   *time.Time `json:"created_at"`
 	ContactedAt *time.Time `json:"contacted_at"`
 }
 
@@ -475,6 +477,9 @@ func (s *Source) Managers(ctx context.Context, runnerID int64) ([]Manager, error
 	out := make([]Manager, len(page))
 	for i, m := range page {
 		out[i] = Manager{ID: m.ID, RunnerID: runnerID, SystemID: m.SystemID, Status: m.Status}
+		if m.CreatedAt != nil {
+			out[i].CreatedAt = *m.CreatedAt
+		}
 		if m.ContactedAt != nil {
 			out[i].ContactedAt = *m.ContactedAt
 		}

@@ -168,9 +168,10 @@ func TestSnapshot(t *testing.T) {
 	if running != 7 {
 		t.Errorf("%d running jobs in all, want 7 (2+3+1+1 slots)", running)
 	}
+	registered := w.clk.Now().Add(-3 * time.Second)
 	for _, m := range snap.Managers {
-		if m.Status != "online" || m.ContactedAt.IsZero() {
-			t.Errorf("manager %+v", m)
+		if m.Status != "online" || m.ContactedAt.IsZero() || !m.CreatedAt.Equal(registered) {
+			t.Errorf("manager %+v: want online, contacted, registered at %v", m, registered)
 		}
 	}
 

@@ -41,12 +41,26 @@ func SystemID(name string) string {
 // ServiceName is the systemd unit that runs gitlab-runner on a runner Droplet.
 const ServiceName = "gitlab-runner.service"
 
+// showCommand prints whether the runner unit exists (LoadState=loaded) and
+// whether the runner runs (ActiveState=active), is finishing its jobs after
+// a stop (deactivating), or has exited (inactive, failed).
+const showCommand = "systemctl show -p LoadState,ActiveState " + ServiceName
+
 // drainCommand stops the runner the graceful way (the unit's KillSignal is
 // SIGQUIT: take no new job, finish the running ones, then exit) without
-// waiting, and prints whether the unit exists (LoadState=loaded) and whether
-// the process is still there (ActiveState=deactivating while its jobs run,
-// inactive once it has exited). Safe to repeat.
-const drainCommand = "systemctl stop --no-block " + ServiceName + "; systemctl show -p LoadState,ActiveState " + ServiceName
+// waiting, then shows its state. Safe to repeat.
+const drainCommand = "systemctl stop --no-block " + ServiceName + "; " + showCommand
+
+// unitState parses showCommand's output.
+func unitState(out string) (loaded bool, active string) {
+	props := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			props[k] = v
+		}
+	}
+	return props["LoadState"] == "loaded", props["ActiveState"]
+}
 
 // Config says how to reach the runners.
 type Config struct {
@@ -82,8 +96,9 @@ type Config struct {
 type Hosts struct {
 	cfg Config
 
-	mu   sync.Mutex
-	seen map[int]*host // by Droplet ID
+	mu      sync.Mutex
+	seen    map[int]*host // by Droplet ID
+	started bool          // Observe has run: the fleet found at start is adopted
 }
 
 // host is what shoal has seen of one Droplet's runner.
@@ -97,12 +112,9 @@ type host struct {
 	failedAt     time.Time // the last failed drain, zero after a drain that worked
 }
 
-// SilentAfter is how long a runner may go without contacting GitLab before
-// it counts as stopped. gitlab-runner asks for a job every check_interval (3 s
-// in the config shoal writes), and a request GitLab's Workhorse holds for long
-// polling returns within a minute (50 s by default); contacted_at is what
-// GitLab last heard, kept fresh in its cache on every request.
-const SilentAfter = 3 * time.Minute
+// adoptAtOnce is how many runners found at start are asked at once whether
+// they still run.
+const adoptAtOnce = 10
 
 // failRun is the longest gap between two failed drains that still counts as
 // failing one after another: the reconciler retries every interval.
@@ -146,19 +158,40 @@ var _ reconcile.Runners = (*Hosts)(nil)
 // Observe reports each Droplet's runner from GitLab's view of its runner
 // manager: registered once the manager has contacted GitLab, running what
 // GitLab lists as running on it. A job that leaves that list has finished,
-// which dates the runner's idleness.
-func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
+// which dates the runner's idleness. A runner GitLab calls offline (no
+// contact for two hours) is dead, and counts as draining.
+//
+// On the first call, the runners of the fleet found at start are asked over
+// SSH whether they still run (see adopt).
+func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
 	now := h.cfg.Clock.Now()
-	// silent: the runner has contacted GitLab but no longer does. GitLab
-	// calls a manager online for two hours after its last contact; a runner
-	// that takes jobs asks for one at least every minute or so.
-	contacted, silent := map[string]bool{}, map[string]bool{}
+	contacted := map[string]demand.Manager{}
 	for _, m := range snap.Managers {
-		if m.ContactedAt.IsZero() {
-			continue
+		if !m.ContactedAt.IsZero() {
+			contacted[m.SystemID] = m
 		}
-		contacted[m.SystemID] = true
-		silent[m.SystemID] = m.Status != "online" || now.Sub(m.ContactedAt) > SilentAfter
+	}
+	// registered dates a runner's registration: when GitLab first heard from
+	// it, or now, the first time shoal sees it, if GitLab does not say.
+	registered := func(m demand.Manager) time.Time {
+		if m.CreatedAt.IsZero() || m.CreatedAt.After(now) {
+			return now
+		}
+		return m.CreatedAt
+	}
+	h.mu.Lock()
+	first := !h.started
+	h.started = true
+	h.mu.Unlock()
+	if first {
+		var found []cloud.Droplet
+		var at []time.Time
+		for _, d := range droplets {
+			if m, ok := contacted[SystemID(d.Name)]; ok {
+				found, at = append(found, d), append(at, registered(m))
+			}
+		}
+		h.adopt(ctx, found, at)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -168,11 +201,12 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 		alive[d.ID] = true
 		sid := SystemID(d.Name)
 		hs := h.seen[d.ID]
-		if !contacted[sid] {
+		m, ok := contacted[sid]
+		if !ok {
 			continue
 		}
 		if hs == nil {
-			hs = &host{registeredAt: now, running: map[int64]bool{}}
+			hs = &host{registeredAt: registered(m), running: map[int64]bool{}}
 			h.seen[d.ID] = hs
 		}
 		running := map[int64]bool{}
@@ -186,11 +220,8 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 			}
 		}
 		hs.running = running
-		// A silent runner takes no job, whoever stopped it: this daemon before
-		// a restart, a person, or a crash. It counts as draining, so the
-		// policy neither counts on its slots nor keeps its Droplet.
 		obs.Droplets[d.ID] = reconcile.RunnerStatus{Registered: true, RegisteredAt: hs.registeredAt,
-			Draining: !hs.drainedAt.IsZero() || silent[sid], Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
+			Draining: !hs.drainedAt.IsZero() || m.Status != "online", Running: len(running), JobsDone: hs.done, LastJobFinishedAt: hs.lastFinished}
 	}
 	for id := range h.seen {
 		if !alive[id] {
@@ -198,6 +229,46 @@ func (h *Hosts) Observe(_ context.Context, snap demand.Snapshot, droplets []clou
 		}
 	}
 	return obs, nil
+}
+
+// adopt asks the runners of the fleet found at start, over SSH and without
+// changing anything, whether they still run. One stopped before the start (a
+// drain this daemon began before a restart, a person, a crash) takes no job:
+// it counts as drained, so the policy neither counts on its slots nor keeps
+// its Droplet. GitLab cannot tell: it calls a runner online for two hours
+// after its last contact, and behind Workhorse's long polling an idle runner
+// may not reach GitLab's API servers, which date that contact, for an hour.
+// A runner that cannot be asked counts as running.
+// registeredAt dates each runner's registration.
+func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []time.Time) {
+	stopped := make([]bool, len(ds))
+	slots := make(chan struct{}, adoptAtOnce)
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			out, err := h.run(ctx, d, showCommand)
+			if err != nil {
+				h.cfg.Logger.Warn("cannot ask a runner found at start whether it runs; it counts as running", "droplet", d.Name, "error", err)
+				return
+			}
+			loaded, state := unitState(out)
+			stopped[i] = loaded && state != "active" && state != "activating" && state != "reloading"
+		})
+	}
+	wg.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.cfg.Clock.Now()
+	for i, d := range ds {
+		hs := &host{registeredAt: registeredAt[i], running: map[int64]bool{}}
+		if stopped[i] {
+			hs.drainedAt = now
+			h.cfg.Logger.Info("a runner found at start was stopped before it; its Droplet goes once its jobs end", "droplet", d.Name)
+		}
+		h.seen[d.ID] = hs
+	}
 }
 
 // Drain stops the Droplet's runner over SSH: it takes no new job and exits
@@ -240,16 +311,11 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	if hs.drainedAt.IsZero() {
 		hs.drainedAt = now
 	}
-	props := map[string]string{}
-	for _, line := range strings.Split(state, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
-			props[k] = v
-		}
+	loaded, active := unitState(state)
+	if !loaded {
+		return max(running, 1), fmt.Errorf("drain runner on %s: there is no loaded %s on it: shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName)
 	}
-	if props["LoadState"] != "loaded" {
-		return max(running, 1), fmt.Errorf("drain runner on %s: there is no %s on it (LoadState=%q): shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName, props["LoadState"])
-	}
-	switch props["ActiveState"] {
+	switch active {
 	case "inactive", "failed":
 		// Exited: GitLab may still list a job it is closing; wait for that.
 		return running, nil

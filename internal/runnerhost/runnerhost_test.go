@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,6 +293,10 @@ func TestObserveAndDrain(t *testing.T) {
 		return s
 	}
 
+	// The daemon starts with no fleet to adopt.
+	if _, err := hosts.Observe(ctx, snap(nil), nil); err != nil {
+		t.Fatal(err)
+	}
 	// Only a's runner has contacted GitLab, and it runs one job.
 	obs, err := hosts.Observe(ctx, snap(map[string][]int64{a.Name: {7}}, a.Name), []cloud.Droplet{a, b})
 	if err != nil {
@@ -401,41 +406,71 @@ func TestObserveAndDrain(t *testing.T) {
 	}
 }
 
-// A runner that has stopped contacting GitLab takes no job, whoever stopped
-// it (this daemon before a restart, a person, a crash): it counts as
-// draining, so its slots are not counted on and its Droplet goes.
-func TestObserveSilentRunnerCountsAsDraining(t *testing.T) {
+// The runners of the fleet found at start are asked, read-only, whether they
+// still run: one stopped before the start (a drain begun before a restart, a
+// person) counts as drained, which GitLab cannot tell for two hours. A runner
+// GitLab calls offline is dead, and counts as draining too.
+func TestObserveAdoptsTheFleetFoundAtStart(t *testing.T) {
 	clk := clock.NewVirtual(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
 	hostKey, err := runnerhost.NewHostKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts, err := runnerhost.New(runnerhost.Config{Signer: runnerhosttest.NewSigner(t), HostKey: hostKey, Clock: clk})
+	shoalKey := runnerhosttest.NewSigner(t)
+	stopped := newSSHServer(t, hostKey.Signer(), shoalKey.PublicKey())
+	running := newSSHServer(t, hostKey.Signer(), shoalKey.PublicKey())
+	running.set("LoadState=loaded\nActiveState=active\n")
+	sshd := map[string]string{"203.0.113.1": stopped.addr, "203.0.113.2": running.addr}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ip, _, _ := net.SplitHostPort(addr)
+		to, ok := sshd[ip]
+		if !ok {
+			return nil, fmt.Errorf("no route to %s", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, to)
+	}
+	hosts, err := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dial})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := clk.Now()
-	for i, tc := range []struct {
-		name      string
-		status    string
-		contacted time.Time
-		draining  bool
-	}{
-		{"polling", "online", now.Add(-3 * time.Second), false},
-		{"just inside the limit", "online", now.Add(-runnerhost.SilentAfter), false},
-		{"silent", "online", now.Add(-runnerhost.SilentAfter - time.Second), true},
-		{"offline", "offline", now.Add(-3 * time.Hour), true},
-	} {
-		d := cloud.Droplet{ID: i + 1, Name: fmt.Sprintf("shoal-docker-%08d", i), Status: "active"}
+	registered := now.Add(-time.Hour)
+	var droplets []cloud.Droplet
+	snap := demand.Snapshot{At: now, RunningBySystemID: map[string][]demand.RunningJob{}}
+	add := func(id int, ip, status string, contacted time.Time) {
+		d := cloud.Droplet{ID: id, Name: fmt.Sprintf("shoal-docker-%08d", id), Status: "active", PublicIPv4: ip}
+		droplets = append(droplets, d)
 		sid := runnerhost.SystemID(d.Name)
-		snap := demand.Snapshot{At: now, RunningBySystemID: map[string][]demand.RunningJob{sid: nil},
-			Managers: []demand.Manager{{SystemID: sid, Status: tc.status, ContactedAt: tc.contacted}}}
-		obs, err := hosts.Observe(context.Background(), snap, []cloud.Droplet{d})
-		if err != nil {
-			t.Fatal(err)
+		snap.Managers = append(snap.Managers, demand.Manager{SystemID: sid, Status: status, CreatedAt: registered, ContactedAt: contacted})
+		snap.RunningBySystemID[sid] = nil
+	}
+	add(1, "203.0.113.1", "online", now.Add(-40*time.Minute)) // stopped before the start
+	add(2, "203.0.113.2", "online", now.Add(-40*time.Minute)) // idle behind long polling
+	add(3, "203.0.113.3", "online", now)                      // cannot be asked
+	add(4, "203.0.113.4", "offline", now.Add(-3*time.Hour))   // dead
+	obs, err := hosts.Observe(context.Background(), snap, droplets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, draining := range map[int]bool{1: true, 2: false, 3: false, 4: true} {
+		st := obs.Droplets[id]
+		if !st.Registered || st.Draining != draining || !st.RegisteredAt.Equal(registered) {
+			t.Errorf("Droplet %d: %+v; want registered at %v, draining %v", id, st, registered, draining)
 		}
-		if st := obs.Droplets[d.ID]; !st.Registered || st.Draining != tc.draining {
-			t.Errorf("%s runner: %+v, want registered, draining %v", tc.name, st, tc.draining)
+	}
+	for _, srv := range []*sshServer{stopped, running} {
+		srv.mu.Lock()
+		cmds := slices.Clone(srv.commands)
+		srv.mu.Unlock()
+		if len(cmds) != 1 || strings.Contains(cmds[0], "stop") {
+			t.Errorf("asking a runner found at start ran %q; want one command that changes nothing", cmds)
 		}
+	}
+
+	// Later, a runner that registers is a new one: nobody asks it anything.
+	add(5, "203.0.113.1", "online", now)
+	if obs, _ := hosts.Observe(context.Background(), snap, droplets); obs.Droplets[5].Draining || stopped.count() != 1 {
+		t.Errorf("a runner registered after the start: %+v after %d commands; want it running, unasked", obs.Droplets[5], stopped.count())
 	}
 }
