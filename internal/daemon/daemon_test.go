@@ -394,7 +394,7 @@ func TestRestartedDaemonReplacesStoppedRunners(t *testing.T) {
 	}
 	r.clk.Advance(time.Minute)
 	r.fleet.mu.Lock()
-	r.fleet.together = len(stopped)
+	r.fleet.together, r.fleet.most = len(stopped), 0
 	r.fleet.mu.Unlock()
 
 	second := r.pipeline(time.Minute)
@@ -563,6 +563,9 @@ func TestDaemonKeepsWhatThePolicyLearnedAcrossARestart(t *testing.T) {
 	if fresh := learned(); fresh.ArrivalsPerMinute != 0 {
 		t.Errorf("from an unreadable state file the daemon learned %+v; want a fresh start", fresh)
 	}
+	if bad, err := os.ReadFile(r.setup.StateFile + ".bad"); err != nil || string(bad) != "{not json" {
+		t.Errorf("the unreadable state file was not set aside: %q, %v", bad, err)
+	}
 }
 
 // TestDrainsADropletListedBeforeItHadAnAddress: short jobs end before the
@@ -586,5 +589,56 @@ func TestDrainsADropletListedBeforeItHadAnAddress(t *testing.T) {
 	// inside the first two minutes, before the fleet is listed again.
 	if start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC); drainedBy.Sub(start) >= 2*time.Minute+5*time.Second {
 		t.Errorf("the first Droplet went at %s; want it before the next listing", drainedBy.Format("15:04:05"))
+	}
+}
+
+// okStepper is a reconciler whose every step succeeds.
+type okStepper struct{ steps chan struct{} }
+
+func (s okStepper) Step(context.Context) (reconcile.Report, error) {
+	select {
+	case s.steps <- struct{}{}:
+	default:
+	}
+	return reconcile.Report{}, nil
+}
+
+// TestSavesWhatThePolicyLearnedOnceAMinuteAndWhenStopping: reconciles every
+// few seconds save at most once a minute; stopping saves once more.
+func TestSavesWhatThePolicyLearnedOnceAMinuteAndWhenStopping(t *testing.T) {
+	clk := clock.NewVirtual(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	saves := 0
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return saves
+	}
+	st := okStepper{steps: make(chan struct{}, 1)}
+	d, err := daemon.New(daemon.Options{Reconciler: st, Interval: 10 * time.Second, Clock: clk,
+		Save: func() error { mu.Lock(); saves++; mu.Unlock(); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{1, 1, 1, 1, 1, 1, 2, 2} { // a step every 10 s
+		if _, err := d.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != want {
+			t.Fatalf("after %d steps 10 s apart: %d saves, want %d", i+1, got, want)
+		}
+		clk.Advance(10 * time.Second)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- d.Run(ctx) }()
+	<-st.steps // Run's first reconcile, within the minute: no save
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != 3 {
+		t.Errorf("%d saves after Run stopped, want 3: stopping must save what was learned", got)
 	}
 }

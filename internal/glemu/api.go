@@ -504,6 +504,9 @@ const onlineFor = 2 * time.Hour
 // runnerStatus is online while any manager is, never_contacted before any
 // manager registered, offline otherwise.
 func (s *Server) runnerStatus(r *runner, now time.Time) string {
+	if r.managers > r.exited {
+		return "online" // a manager still running keeps contact
+	}
 	for _, m := range s.managers {
 		if m.runner == r && s.managerStatus(m, now) == "online" {
 			return "online"

@@ -25,6 +25,7 @@ type runner struct {
 	createdAt   time.Time
 	covers      map[*tagSet]bool // cache: may this runner take jobs with these tags?
 	managers    int              // registered managers
+	exited      int              // of those, drained ones that have exited
 	running     int              // jobs its managers hold, together
 	history     []*job           // every job it took, in order
 }
@@ -241,6 +242,7 @@ func (s *Server) Drain(token, systemID string) error {
 func (s *Server) noteExit(m *manager) {
 	if m.draining && len(m.running) == 0 && m.exitedAt.IsZero() {
 		m.exitedAt = s.clk.Now()
+		m.runner.exited++
 	}
 }
 
@@ -260,6 +262,9 @@ func (s *Server) Unregister(token, systemID string) error {
 		s.managers = slices.DeleteFunc(s.managers, func(x *manager) bool { return x == m })
 		m.gone = true
 		m.runner.managers--
+		if !m.exitedAt.IsZero() {
+			m.runner.exited--
+		}
 	})
 }
 

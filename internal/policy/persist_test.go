@@ -2,6 +2,8 @@ package policy_test
 
 import (
 	"encoding/json"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,45 @@ func TestShoalStateSurvivesARestart(t *testing.T) {
 	_, st = decide(st, night.Add(34*time.Hour), nil)
 	if ds, _ := decide(st, night.Add(48*time.Hour-2*time.Minute), nil); summary(ds) == "create docker 200" {
 		t.Errorf("a night seen without its batch did not fade the profile: %q", summary(ds))
+	}
+}
+
+// The jobs pending or running when the State was saved were counted then: a
+// restored State does not count them again, only what came after.
+func TestShoalStateAfterARestartCountsOnlyNewArrivals(t *testing.T) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	set.MaxInstances = 300
+	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+	queued := jobs(50, at)
+	busy := []policy.Droplet{{ID: 1, State: policy.Ready, CreatedAt: at.Add(-time.Hour), ReadyAt: at.Add(-59 * time.Minute), RunningJobs: 1, JobsDone: 30}}
+	decide := func(st policy.State, now time.Time, pending []policy.Job) policy.State {
+		_, st = pol.Decide(policy.Snapshot{Now: now, Billing: config.BillingPerSecond,
+			Pools: []policy.Pool{{Settings: set, Pending: pending, Droplets: busy}}}, st)
+		return st
+	}
+	st := decide(policy.State{}, at.Add(5*time.Second), queued)
+	saved, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restored policy.State
+	if err := json.Unmarshal(saved, &restored); err != nil {
+		t.Fatal(err)
+	}
+	// 20 s later the same 50 jobs wait, the same Droplet is busy, and 10 more came.
+	later := at.Add(25 * time.Second)
+	more := append(slices.Clone(queued), jobs(10, later.Add(-time.Second))...)
+	for i := range more[50:] {
+		more[50+i].ID += 1000
+	}
+	kept := decide(decide(st, later, more), at.Add(90*time.Second), more)
+	back := decide(decide(restored, later, more), at.Add(90*time.Second), more)
+	k, _ := kept.ShoalPool("docker")
+	b, _ := back.ShoalPool("docker")
+	if math.Abs(b.ArrivalsPerMinute-k.ArrivalsPerMinute) > 1e-9 || b.ProfileAt(at) != k.ProfileAt(at) {
+		t.Errorf("after a restart: %.3f jobs/min, %v at 02:00; without one: %.3f jobs/min, %v: the jobs seen before the restart were counted twice",
+			b.ArrivalsPerMinute, b.ProfileAt(at), k.ArrivalsPerMinute, k.ProfileAt(at))
 	}
 }
 

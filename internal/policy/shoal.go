@@ -466,7 +466,6 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		// Nobody looked since the State was saved (the daemon was down): only
 		// the minute of the last look, whose arrivals were counted, is folded
 		// in; the rest are not taken for minutes without arrivals.
-		st.restored = false
 		if next := st.at.Truncate(time.Minute).Add(time.Minute); next.Before(minute) {
 			stop = next
 		}
@@ -520,6 +519,9 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 			stillPending++
 			continue
 		}
+		if st.restored && !j.QueuedAt.After(st.at) {
+			continue // pending at the saved look: counted before the restart
+		}
 		b := minuteOfDay(j.QueuedAt)
 		if j.QueuedAt.Before(minute) {
 			b = minuteOfDay(now) // its own minute is already folded
@@ -534,7 +536,9 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 		if old, known := st.jobs[ds[i].ID]; known {
 			started += max(n-old, 0)
 		} else if st.jobs != nil {
-			started += n // a Droplet new since the last look (not the first)
+			// A Droplet new since the last look. Not on the first look, nor
+			// the first after a restart: those jobs were counted when pending.
+			started += n
 		}
 	}
 	if unseen := started - max(len(st.pendingIDs)-stillPending, 0); unseen > 0 {
@@ -543,6 +547,7 @@ func (p *Shoal) learn(now time.Time, ds []Droplet, pending []Job, st *shoalPool)
 	st.jobs = jobs
 	st.pendingIDs = ids
 	st.at = now
+	st.restored = false
 	st.rate += arrived / tau
 }
 

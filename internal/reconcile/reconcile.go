@@ -14,8 +14,9 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
@@ -96,9 +97,6 @@ type Config struct {
 	// to a Droplet that does not answer takes its whole timeout. The
 	// simulator uses 1, so that a replay repeats exactly.
 	Drains int
-	// DrainHardLimit, when set, deletes a draining Droplet whose jobs have not
-	// finished after this long, loudly. Zero means never: a job is never killed.
-	DrainHardLimit time.Duration
 	// State is what the policy learned before (a daemon's saved state); the
 	// zero State starts afresh.
 	State policy.State
@@ -119,7 +117,7 @@ type Reconciler struct {
 	rng     *mrand.Rand
 	budget  budget
 	state   policy.State
-	drainAt map[int]time.Time // when each Droplet's drain began, for DrainHardLimit
+	drained map[int]bool // Droplets whose runners this reconciler drained
 
 	fleet    []cloud.Droplet   // as last listed, with this Reconciler's changes since
 	listedAt time.Time         // zero until the first listing
@@ -141,7 +139,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	if cfg.ListEvery == 0 {
 		cfg.ListEvery = 2 * time.Minute
 	}
-	if cfg.Drains == 0 {
+	if cfg.Drains <= 0 {
 		cfg.Drains = 10
 	}
 	if cfg.RequestsPerMinute == 0 {
@@ -160,7 +158,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
-		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drainAt: map[int]time.Time{},
+		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{},
 		state: cfg.State}
 }
 
@@ -259,9 +257,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	for _, d := range droplets {
 		byID[d.ID] = d
 	}
-	for id := range r.drainAt { // deleted by someone else
+	for id := range r.drained { // deleted by someone else
 		if _, ok := byID[id]; !ok {
-			delete(r.drainAt, id)
+			delete(r.drained, id)
 		}
 	}
 	// Droplets to retire, with why: reaped, or of a pool no longer
@@ -279,7 +277,6 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 		byPool[pool] = append(byPool[pool], d)
 	}
-	r.enforceDrainLimit(spend, &rep, droplets, status, avail)
 
 	ps := policy.Snapshot{Now: now, Billing: r.cfg.Billing}
 	for i, pool := range r.cfg.Pools {
@@ -314,7 +311,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	// (that saves money), then create.
 	var draining []action
 	for _, dec := range decisions {
-		if d, ok := byID[dec.DropletID]; ok && !slices.Contains(rep.Deleted, d.ID) {
+		if d, ok := byID[dec.DropletID]; ok {
 			switch dec.Kind {
 			case policy.Delete:
 				retiring = append(retiring, action{d, dec.Reason})
@@ -324,7 +321,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	for _, a := range retiring {
-		if status[a.d.ID].Registered && !slices.Contains(rep.Deleted, a.d.ID) {
+		if status[a.d.ID].Registered {
 			draining = append(draining, a)
 		}
 	}
@@ -460,18 +457,25 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 		return dup
 	})
 	results := make([]result, len(as))
-	slots := make(chan struct{}, r.cfg.Drains)
-	var wg sync.WaitGroup
-	for i, a := range as {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			n, err := r.runners.Drain(ctx, a.d)
-			results[i] = result{n, err}
-		})
+	drain := func(which []int) {
+		var g errgroup.Group
+		g.SetLimit(r.cfg.Drains)
+		for _, i := range which {
+			g.Go(func() error {
+				n, err := r.runners.Drain(ctx, as[i].d)
+				results[i] = result{n, err}
+				return nil
+			})
+		}
+		_ = g.Wait()
 	}
-	wg.Wait()
+	all := make([]int, len(as))
+	for i := range all {
+		all[i] = i
+	}
+	drain(all)
 	// A Droplet listed before it had an address is looked up, and drained again.
+	var again []int
 	for i, a := range as {
 		if !errors.Is(results[i].err, ErrNoAddress) {
 			continue
@@ -484,9 +488,10 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 		if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID }); k >= 0 {
 			r.fleet[k] = d
 		}
-		n, err := r.runners.Drain(ctx, d)
-		results[i] = result{n, err}
+		as[i].d = d
+		again = append(again, i)
 	}
+	drain(again)
 	// In order, so that reports and logs do not depend on which drain
 	// answered first.
 	running := make(map[int]int, len(as))
@@ -496,8 +501,8 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 			rep.failed("drain "+a.d.Name, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
 		default:
 			running[a.d.ID] = res.running
-			if _, ok := r.drainAt[a.d.ID]; !ok {
-				r.drainAt[a.d.ID] = r.clock.Now()
+			if !r.drained[a.d.ID] {
+				r.drained[a.d.ID] = true
 				rep.Drained = append(rep.Drained, a.d.ID)
 				r.log.Info("draining runner", "droplet", a.d.Name, "running_jobs", res.running, "reason", a.why)
 			}
@@ -532,26 +537,10 @@ func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, w
 		rep.failed("delete "+d.Name, err)
 		return
 	}
-	delete(r.drainAt, d.ID)
+	delete(r.drained, d.ID)
 	r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID })
 	rep.Deleted = append(rep.Deleted, d.ID)
 	r.log.Info("deleted droplet", "droplet", d.Name, "reason", why)
-}
-
-// enforceDrainLimit deletes Droplets drained longer than the hard limit, jobs or not.
-func (r *Reconciler) enforceDrainLimit(ctx context.Context, rep *Report, ds []cloud.Droplet, status map[int]RunnerStatus, avail func() int) {
-	if r.cfg.DrainHardLimit <= 0 {
-		return
-	}
-	for _, d := range ds {
-		since, ok := r.drainAt[d.ID]
-		if !ok || r.clock.Since(since) < r.cfg.DrainHardLimit || status[d.ID].Running == 0 {
-			continue
-		}
-		r.log.Warn("deleting a draining droplet with jobs still running: the drain hard limit has passed",
-			"droplet", d.Name, "running_jobs", status[d.ID].Running, "draining_for", r.clock.Since(since).Round(time.Second))
-		r.delete(ctx, rep, d, "drain hard limit passed", avail)
-	}
 }
 
 func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decision, existing []cloud.Droplet, avail func() int) {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
@@ -242,22 +243,21 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 // registeredAt dates each runner's registration.
 func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []time.Time) {
 	stopped := make([]bool, len(ds))
-	slots := make(chan struct{}, adoptAtOnce)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(adoptAtOnce)
 	for i, d := range ds {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+		g.Go(func() error {
 			out, err := h.run(ctx, d, showCommand)
 			if err != nil {
 				h.cfg.Logger.Warn("cannot ask a runner found at start whether it runs; it counts as running", "droplet", d.Name, "error", err)
-				return
+				return nil
 			}
 			loaded, state := unitState(out)
 			stopped[i] = loaded && state != "active" && state != "activating" && state != "reloading"
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.cfg.Clock.Now()
