@@ -239,8 +239,8 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 // its Droplet. GitLab cannot tell: it calls a runner online for two hours
 // after its last contact, and behind Workhorse's long polling an idle runner
 // may not reach GitLab's API servers, which date that contact, for an hour.
-// A runner that cannot be asked counts as running.
-// registeredAt dates each runner's registration.
+// A runner that cannot be asked counts as running. registeredAt dates each
+// runner's registration.
 func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []time.Time) {
 	stopped := make([]bool, len(ds))
 	var g errgroup.Group
