@@ -363,23 +363,42 @@ func TestBilling(t *testing.T) {
 	}
 }
 
-// TestDocsExample keeps the example in docs/autoscaling.md valid.
+// TestDocsExample keeps the examples in docs/autoscaling.md valid: the
+// pools, and the daemon's complete file.
 func TestDocsExample(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/autoscaling.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), "```toml\n")
-	block, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("no ```toml block in docs/autoscaling.md")
+	var blocks []string
+	for rest := string(doc); ; {
+		var ok bool
+		if _, rest, ok = strings.Cut(rest, "```toml\n"); !ok {
+			break
+		}
+		var block string
+		block, rest, _ = strings.Cut(rest, "```")
+		blocks = append(blocks, block)
 	}
-	cfg, err := config.Parse("docs/autoscaling.md", []byte(block))
+	if len(blocks) != 2 {
+		t.Fatalf("%d ```toml blocks in docs/autoscaling.md, want 2", len(blocks))
+	}
+	cfg, err := config.Parse("docs/autoscaling.md", []byte(blocks[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Pools) != 2 || cfg.Pools[0].Effective(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)).IdleCount != 4 {
 		t.Errorf("docs example: %+v", cfg.Pools)
+	}
+	daemon, err := config.Parse("docs/autoscaling.md", []byte(blocks[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.DaemonReady("docs/autoscaling.md"); err != nil {
+		t.Errorf("the daemon's example lacks: %v", err)
+	}
+	if env := daemon.Pools[0].TokenEnv(); env != "SHOAL_RUNNER_TOKEN_DOCKER" || !strings.Contains(blocks[1], env) {
+		t.Errorf("the daemon's example names the token variable wrong (want %s)", env)
 	}
 }
 
