@@ -45,8 +45,8 @@ The window is by default the last whole week, Monday 00:00 to Monday 00:00 UTC, 
 the traces in shared/traces. The trace starts on the Monday 00:00 UTC on or before the
 window, so times of day and weekdays stay true. Stages keep GitLab's order; a retried job
 lasts all its attempts; child pipelines count as pipelines; jobs that never started
-(manual, skipped) and pipelines still running are left out. Requests go one at a time,
-one per pipeline: a week of 1,000 pipelines takes a few minutes.`,
+(manual, skipped) and pipelines still running are left out. It reads the jobs of four
+pipelines at a time, one request each: a week of 1,000 pipelines takes about a minute.`,
 		Example: `  GITLAB_TOKEN=glpat-… shoal trace export --project acme/api --group acme/web --out mine.csv
   shoal trace export --group acme --since 2026-11-02 --until 2026-11-16 --out two-weeks.csv
   shoal sim --trace mine.csv --compare --report mine.html`,

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +219,63 @@ func TestHistoryOfRealWorldPipelines(t *testing.T) {
 	if _, _, err := src.History(context.Background(), t0.Add(90*time.Second), t0.Add(150*time.Second), nil); !errors.Is(err, demand.ErrNoPipelines) ||
 		!strings.Contains(err.Error(), "1 still running") {
 		t.Errorf("a window with only pipeline 11: %v", err)
+	}
+}
+
+// History reads the pipelines' jobs four at a time, and reports its progress
+// one pipeline after another.
+func TestHistoryReadsFourPipelinesAtATime(t *testing.T) {
+	w := newWorld(t)
+	since := w.clk.Now()
+	for range 12 {
+		w.pipeline(t, w.web, 1, time.Minute, "docker")
+	}
+	if err := w.gl.RegisterManager(w.docker.Token, "s_docker", glemu.ManagerOptions{Capacity: 12}); err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Advance(5 * time.Minute)
+
+	// In front of the emulator: how many job listings are in flight at once.
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	jobsPath := regexp.MustCompile(`/pipelines/\d+/jobs$`)
+	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if jobsPath.MatchString(r.URL.Path) {
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond) // a real GitLab's latency
+			defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		}
+		w.gl.ServeHTTP(rw, r)
+	}))
+	defer front.Close()
+	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(front.URL), gitlab.WithoutRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := demand.NewSource(c, demand.Config{Projects: []string{fmt.Sprint(w.web)}}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []int
+	tr, _, err := src.History(context.Background(), since, w.clk.Now(), func(done, total int) {
+		if total != 12 {
+			t.Errorf("progress total %d, want 12", total)
+		}
+		seen = append(seen, done)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Pipelines) != 12 {
+		t.Fatalf("%d pipelines read, want 12", len(tr.Pipelines))
+	}
+	if most < 2 || most > 4 { // 4 unless the machine is very slow
+		t.Errorf("at most %d pipelines read at once, want up to 4 in parallel", most)
+	}
+	if want := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(seen, want) {
+		t.Errorf("progress %v, want %v", seen, want)
 	}
 }
