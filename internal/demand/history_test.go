@@ -272,6 +272,8 @@ func TestHistoryReadsFourPipelinesAtATime(t *testing.T) {
 	if len(tr.Pipelines) != 12 {
 		t.Fatalf("%d pipelines read, want 12", len(tr.Pipelines))
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if most < 2 || most > 4 { // 4 unless the machine is very slow
 		t.Errorf("at most %d pipelines read at once, want up to 4 in parallel", most)
 	}
