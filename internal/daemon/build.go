@@ -126,5 +126,10 @@ func Build(s Setup) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Save: save, Clock: s.Clock, Logger: s.Logger})
+	pools := make([]string, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		pools[i] = p.Name
+	}
+	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Save: save,
+		Learned: rec.State, Pools: pools, Clock: s.Clock, Logger: s.Logger})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/demand"
+	"github.com/shoalci/shoal/internal/policy"
 	"github.com/shoalci/shoal/internal/reconcile"
 )
 
@@ -34,7 +35,11 @@ type Options struct {
 	Webhook *demand.Webhook
 	// Save, when set, keeps what the policy has learned; it is called after
 	// a successful reconcile at most once a minute, and when Run ends.
-	Save   func() error
+	Save func() error
+	// Learned, when set, is what the policy has learned, shown in /metrics
+	// for Pools after each successful reconcile.
+	Learned func() policy.State
+	Pools   []string
 	Clock  clock.Clock
 	Logger *slog.Logger
 }
@@ -58,6 +63,7 @@ type metrics struct {
 	created, drained, deleted    prometheus.Counter
 	requests, problems, deferred prometheus.Counter
 	stepSeconds                  prometheus.Histogram
+	arrivals, boot               *prometheus.GaugeVec
 }
 
 // New returns a Daemon.
@@ -98,7 +104,11 @@ func New(o Options) (*Daemon, error) {
 		deferred:    counter("shoal_actions_deferred_total", "Actions put off to stay inside the DigitalOcean rate budget."),
 		stepSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shoal_reconcile_seconds", Help: "Time one reconcile took.", Buckets: prometheus.DefBuckets}),
 	}
-	d.reg.MustRegister(d.m.steps, d.m.stepSeconds)
+	d.m.arrivals = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_policy_arrivals_per_minute",
+		Help: "Jobs arriving per minute, as the policy has learned it (decayed average), by pool."}, []string{"pool"})
+	d.m.boot = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_policy_boot_seconds",
+		Help: "Seconds from a Droplet's create to its runner's registration, as the policy has learned it, by pool."}, []string{"pool"})
+	d.reg.MustRegister(d.m.steps, d.m.stepSeconds, d.m.arrivals, d.m.boot)
 	if o.Webhook != nil {
 		stat := func(f func(demand.WebhookStats) int64) func() float64 {
 			return func() float64 { return float64(f(o.Webhook.Stats())) }
@@ -153,9 +163,24 @@ func (d *Daemon) Healthy() error {
 func (d *Daemon) Step(ctx context.Context) (reconcile.Report, error) {
 	rep, err := d.step(ctx)
 	if err == nil {
+		d.showLearned()
 		d.save(false)
 	}
 	return rep, err
+}
+
+// showLearned puts what the policy has learned in the metrics.
+func (d *Daemon) showLearned() {
+	if d.o.Learned == nil {
+		return
+	}
+	st := d.o.Learned()
+	for _, pool := range d.o.Pools {
+		if sp, ok := st.ShoalPool(pool); ok {
+			d.m.arrivals.WithLabelValues(pool).Set(sp.ArrivalsPerMinute)
+			d.m.boot.WithLabelValues(pool).Set(sp.Boot.Seconds())
+		}
+	}
 }
 
 // saveEvery is how often the policy's learned state is saved.

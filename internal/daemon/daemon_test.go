@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -365,10 +366,15 @@ func TestDaemonScalesOutRunsTheJobsAndScalesToZero(t *testing.T) {
 	srv := httptest.NewServer(d.Handler())
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics", http.StatusOK)
-	for _, want := range []string{"shoal_droplets_created_total 3", "shoal_droplets_deleted_total 3", "shoal_droplets 0", `shoal_reconcile_steps_total{result="ok"}`} {
+	for _, want := range []string{"shoal_droplets_created_total 3", "shoal_droplets_deleted_total 3", "shoal_droplets 0", `shoal_reconcile_steps_total{result="ok"}`,
+		`shoal_policy_arrivals_per_minute{pool="docker"} `} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// The boot time the policy learned: 50 s to active, then the runner starts.
+	if boot := metric(t, body, `shoal_policy_boot_seconds{pool="docker"}`); boot < 50 || boot > 70 {
+		t.Errorf("learned boot time %v s, want 50-70", boot)
 	}
 	get(t, srv.URL+"/healthz", http.StatusOK)
 }
@@ -410,6 +416,22 @@ func TestRestartedDaemonReplacesStoppedRunners(t *testing.T) {
 	if r.fleet.most < len(stopped) {
 		t.Errorf("at most %d drains ran at once; want the %d stopped runners drained together", r.fleet.most, len(stopped))
 	}
+}
+
+// metric is the value of one sample in a /metrics body.
+func metric(t *testing.T, body, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics lacks %s", name)
+	return 0
 }
 
 func get(t *testing.T, u string, want int) string {
