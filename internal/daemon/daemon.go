@@ -40,8 +40,8 @@ type Options struct {
 	// for Pools after each successful reconcile.
 	Learned func() policy.State
 	Pools   []string
-	Clock  clock.Clock
-	Logger *slog.Logger
+	Clock   clock.Clock
+	Logger  *slog.Logger
 }
 
 // Daemon is the autoscaler's loop.
