@@ -26,7 +26,7 @@ func init() { subcommands = append(subcommands, newAutoscaleCmd) }
 func newAutoscaleCmd() *cobra.Command {
 	var (
 		cfgPath, listen string
-		once            bool
+		once, check     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "autoscale",
@@ -48,8 +48,9 @@ authentication token, which their cloud-init installs. Secrets come from the env
 
 It serves /hooks/gitlab, /metrics (Prometheus) and /healthz on [daemon] listen.
 See docs/autoscaling.md for the configuration file.`,
-		Example: `  shoal autoscale --config /etc/shoal/shoal.toml
-  shoal autoscale --config shoal.toml --once`,
+		Example: `  shoal autoscale --config shoal.toml --check   # is everything in place? changes nothing
+  shoal autoscale --config shoal.toml --once    # one reconcile, printing each decision
+  shoal autoscale --config /etc/shoal/shoal.toml`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -66,6 +67,26 @@ See docs/autoscaling.md for the configuration file.`,
 			setup, err := autoscaleSetup(cfg, cfgPath, log)
 			if err != nil {
 				return err
+			}
+			if check {
+				findings, err := daemon.Check(cmd.Context(), setup)
+				if err != nil {
+					return err
+				}
+				problems := 0
+				for _, f := range findings {
+					mark := "ok  "
+					if !f.OK {
+						mark = "FAIL"
+						problems++
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", mark, f.Text)
+				}
+				if problems > 0 {
+					return fmt.Errorf("%d of %d checks failed: fix them, then run --check again", problems, len(findings))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "All %d checks passed: `shoal autoscale --config %s` can run.\n", len(findings), cfgPath)
+				return nil
 			}
 			d, err := daemon.Build(setup)
 			if err != nil {
@@ -91,6 +112,8 @@ See docs/autoscaling.md for the configuration file.`,
 	f.StringVar(&cfgPath, "config", "", "autoscaler config (TOML): pools, [gitlab], [daemon]")
 	f.StringVar(&listen, "listen", "", "address for /hooks/gitlab, /metrics and /healthz (default: [daemon] listen, "+config.DefaultListen+")")
 	f.BoolVar(&once, "once", false, "reconcile once, print what was done, and exit")
+	f.BoolVar(&check, "check", false, "check the setup against DigitalOcean and GitLab, changing nothing, and exit")
+	cmd.MarkFlagsMutuallyExclusive("once", "check")
 	return cmd
 }
 

@@ -89,7 +89,25 @@ runner_id = %d
 		t.Fatalf("without a runner token: exit %d, %s", code, stderr.String())
 	}
 
+	stdout.Reset()
+	stderr.Reset()
+	check := []string{"autoscale", "--config", cfgPath, "--check"}
+	if code := run(context.Background(), check, &stdout, &stderr); code == exitOK ||
+		!strings.Contains(stdout.String(), "FAIL pool docker: $SHOAL_RUNNER_TOKEN_DOCKER") || !strings.Contains(stderr.String(), "1 of 7 checks failed") {
+		t.Fatalf("--check without a runner token: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+
 	t.Setenv("SHOAL_RUNNER_TOKEN_DOCKER", rn.Token)
+	// --check finds everything in place and changes nothing.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), check, &stdout, &stderr); code != exitOK ||
+		!strings.Contains(stdout.String(), "All 6 checks passed") {
+		t.Fatalf("--check: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if ds, err := doc.ListDroplets(context.Background(), ""); err != nil || len(ds) != 0 {
+		t.Fatalf("--check made %d Droplets, %v", len(ds), err)
+	}
 	stdout.Reset()
 	stderr.Reset()
 	if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {

@@ -43,6 +43,9 @@ type Cloud interface {
 	DatabaseFirewall(ctx context.Context, id string) ([]FirewallRule, error)
 	SetDatabaseFirewall(ctx context.Context, id string, rules []FirewallRule) error
 
+	// Regions lists the regions and the sizes each offers.
+	Regions(ctx context.Context) ([]Region, error)
+
 	CreateSSHKey(ctx context.Context, name, publicKey string) (SSHKey, error)
 	ListSSHKeys(ctx context.Context) ([]SSHKey, error)
 	// GetSSHKey finds a key by ID or fingerprint.

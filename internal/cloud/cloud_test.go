@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,6 +270,14 @@ func TestDatabasesKeysAccountBalance(t *testing.T) {
 	acct, err := f.cloud.Account(ctx)
 	if err != nil || acct.DropletLimit != 500 || acct.VolumeLimit != 100 {
 		t.Fatalf("account: %+v, %v", acct, err)
+	}
+	regions, err := f.cloud.Regions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fra1 := slices.IndexFunc(regions, func(r cloud.Region) bool { return r.Slug == "fra1" })
+	if len(regions) < 10 || fra1 < 0 || !regions[fra1].Available || !slices.Contains(regions[fra1].Sizes, "s-2vcpu-4gb") {
+		t.Fatalf("regions: %+v, %v; want fra1 among them, available, with s-2vcpu-4gb", regions, err)
 	}
 	if _, err := f.cloud.CreateDroplets(ctx, spec, []string{"billed"}); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,33 @@ type Setup struct {
 	Logger    *slog.Logger
 }
 
+// clients are the DigitalOcean and GitLab clients, and the demand source.
+func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
+	cfg := s.Config
+	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	opts := []gitlab.ClientOptionFunc{gitlab.WithBaseURL(strings.TrimSuffix(cfg.GitLab.URL, "/") + "/api/v4")}
+	if s.HTTPClient != nil {
+		opts = append(opts, gitlab.WithHTTPClient(s.HTTPClient))
+	}
+	gl, err := gitlab.NewClient(s.GitLabToken, opts...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)
+	}
+	runnerIDs := make([]int64, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		runnerIDs[i] = int64(p.RunnerID)
+	}
+	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups,
+		RunnerIDs: runnerIDs, MaxPending: demand.PendingCap(cfg.Pools)}, s.Clock)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return do, gl, src, nil
+}
+
 // Build wires the real autoscaler: godo for DigitalOcean, client-go for
 // GitLab, runnerhost for the runners, shoal's policy, and the reconciler.
 func Build(s Setup) (*Daemon, error) {
@@ -63,7 +90,6 @@ func Build(s Setup) (*Daemon, error) {
 	}
 	var missing []string
 	userData := map[string]string{}
-	var runnerIDs []int64
 	for _, p := range cfg.Pools {
 		tok := s.RunnerTokens[p.Name]
 		if tok == "" {
@@ -76,26 +102,12 @@ func Build(s Setup) (*Daemon, error) {
 			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
 		}
 		userData[p.Name] = ud
-		runnerIDs = append(runnerIDs, int64(p.RunnerID))
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("no runner authentication token in %s: create the runner in GitLab (Settings > CI/CD > Runners) and export its glrt- token", strings.Join(missing, ", "))
 	}
 
-	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
-	if err != nil {
-		return nil, err
-	}
-	opts := []gitlab.ClientOptionFunc{gitlab.WithBaseURL(strings.TrimSuffix(cfg.GitLab.URL, "/") + "/api/v4")}
-	if s.HTTPClient != nil {
-		opts = append(opts, gitlab.WithHTTPClient(s.HTTPClient))
-	}
-	gl, err := gitlab.NewClient(s.GitLabToken, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)
-	}
-	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups,
-		RunnerIDs: runnerIDs, MaxPending: demand.PendingCap(cfg.Pools)}, s.Clock)
+	do, _, src, err := s.clients()
 	if err != nil {
 		return nil, err
 	}

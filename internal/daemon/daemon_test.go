@@ -217,6 +217,8 @@ type rig struct {
 	doc     cloud.Cloud
 	project int64
 	setup   daemon.Setup
+	glURL   string
+	sshKey  string // shoal's key's fingerprint in the DigitalOcean account
 }
 
 func newRig(t *testing.T) *rig {
@@ -276,7 +278,7 @@ runner_id = %d
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project,
+	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL, sshKey: key.Fingerprint,
 		setup: daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
 			RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
 			DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk}}
@@ -662,5 +664,87 @@ func TestSavesWhatThePolicyLearnedOnceAMinuteAndWhenStopping(t *testing.T) {
 	}
 	if got := count(); got != 3 {
 		t.Errorf("%d saves after Run stopped, want 3: stopping must save what was learned", got)
+	}
+}
+
+// TestCheck: --check finds nothing wrong with a complete setup, and reports
+// every problem of a broken one at once, each saying what to do.
+func TestCheck(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	findings, err := daemon.Check(ctx, r.setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		if !f.OK {
+			t.Errorf("a complete setup: %s", f.Text)
+		}
+	}
+	if len(findings) != 6 { // account, SSH key, region, GitLab, runner, queue
+		t.Errorf("%d findings, want 6: %+v", len(findings), findings)
+	}
+
+	// A second runner, tagged differently from its pool, with a token from
+	// the old registration flow; pools in a region and of a size that do not
+	// exist; an SSH key not in the account, and shoal's own key missing.
+	large, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "large", Tags: []string{"large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
+[gitlab]
+url = %q
+projects = ["%d"]
+
+[daemon]
+ssh_keys = ["00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff"]
+ssh_identity = "/unused/in/this/test"
+
+[[pool]]
+name = "docker"
+tags = ["docker"]
+region = "xyz9"
+runner_id = %d
+
+[[pool]]
+name = "large"
+tags = ["docker", "large"]
+size = "s-99vcpu-1tb"
+max_instances = 600
+runner_id = %d
+`, r.glURL, r.project, r.setup.Config.Pools[0].RunnerID, large.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := r.setup
+	broken.Config = cfg
+	broken.RunnerTokens = map[string]string{"docker": r.setup.RunnerTokens["docker"], "large": "GR1348941oldregistration"}
+	findings, err = daemon.Check(ctx, broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var problems []string
+	for _, f := range findings {
+		t.Logf("ok %v: %s", f.OK, f.Text)
+		if !f.OK {
+			problems = append(problems, f.Text)
+		}
+	}
+	for _, want := range []string{
+		"the pools may reach 610 Droplets, the account's limit is 500",
+		"SSH key 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
+		"shoal's key (ssh_identity",
+		`pool docker: there is no region "xyz9"`,
+		`pool large: region nyc3 has no size "s-99vcpu-1tb"`,
+		"pool large: $SHOAL_RUNNER_TOKEN_LARGE is not a runner authentication token",
+		"runner " + fmt.Sprint(large.ID) + "'s tags are [large], the pool's [docker large]",
+	} {
+		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
+			t.Errorf("no problem says %q; problems:\n%s", want, strings.Join(problems, "\n"))
+		}
+	}
+	if len(problems) != 7 {
+		t.Errorf("%d problems, want 7:\n%s", len(problems), strings.Join(problems, "\n"))
 	}
 }
