@@ -45,6 +45,8 @@ type Cloud interface {
 
 	// Regions lists the regions and the sizes each offers.
 	Regions(ctx context.Context) ([]Region, error)
+	// Images lists the public images and the account's own.
+	Images(ctx context.Context) ([]Image, error)
 
 	CreateSSHKey(ctx context.Context, name, publicKey string) (SSHKey, error)
 	ListSSHKeys(ctx context.Context) ([]SSHKey, error)

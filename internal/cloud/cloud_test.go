@@ -279,6 +279,14 @@ func TestDatabasesKeysAccountBalance(t *testing.T) {
 	if len(regions) < 10 || fra1 < 0 || !regions[fra1].Available || !slices.Contains(regions[fra1].Sizes, "s-2vcpu-4gb") {
 		t.Fatalf("regions: %+v, %v; want fra1 among them, available, with s-2vcpu-4gb", regions, err)
 	}
+	images, err := f.cloud.Images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ubuntu := slices.IndexFunc(images, func(i cloud.Image) bool { return i.Slug == "ubuntu-24-04-x64" })
+	if ubuntu < 0 || images[ubuntu].ID == 0 || !slices.Contains(images[ubuntu].Regions, "fra1") {
+		t.Fatalf("images: %d, ubuntu-24-04-x64 at %d: want it with an ID, in fra1", len(images), ubuntu)
+	}
 	if _, err := f.cloud.CreateDroplets(ctx, spec, []string{"billed"}); err != nil {
 		t.Fatal(err)
 	}

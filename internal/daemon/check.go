@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
@@ -130,15 +131,22 @@ func checkSSHKeys(ctx context.Context, do cloud.Cloud, keys []string, signer ssh
 	}
 }
 
-// checkRegions finds each pool's region, and its size there.
+// checkRegions finds each pool's region, its size there, and its image.
 func checkRegions(ctx context.Context, do cloud.Cloud, s Setup, ok, bad func(string, ...any)) {
 	regions, err := do.Regions(ctx)
 	if err != nil {
 		bad("DigitalOcean: regions: %v", err)
 		return
 	}
+	images, err := do.Images(ctx)
+	if err != nil {
+		bad("DigitalOcean: images: %v", err)
+		return
+	}
 	for _, p := range s.Config.Pools {
 		i := slices.IndexFunc(regions, func(r cloud.Region) bool { return r.Slug == p.Region })
+		// An image is named by its slug, or a snapshot by its ID.
+		img := slices.IndexFunc(images, func(im cloud.Image) bool { return im.Slug == p.Image || strconv.Itoa(im.ID) == p.Image })
 		switch {
 		case i < 0:
 			bad("pool %s: there is no region %q: see `doctl compute region list`", p.Name, p.Region)
@@ -146,8 +154,12 @@ func checkRegions(ctx context.Context, do cloud.Cloud, s Setup, ok, bad func(str
 			bad("pool %s: region %s takes no new Droplets: pick another", p.Name, p.Region)
 		case !slices.Contains(regions[i].Sizes, p.Size):
 			bad("pool %s: region %s has no size %q: see `doctl compute size list`", p.Name, p.Region, p.Size)
+		case img < 0:
+			bad("pool %s: there is no image %q: see `doctl compute image list-distribution`, or give a snapshot's ID", p.Name, p.Image)
+		case !slices.Contains(images[img].Regions, p.Region):
+			bad("pool %s: image %s is not in %s: transfer it there, or pick another region", p.Name, p.Image, p.Region)
 		default:
-			ok("pool %s: %s Droplets in %s", p.Name, p.Size, p.Region)
+			ok("pool %s: %s Droplets of %s in %s", p.Name, p.Size, p.Image, p.Region)
 		}
 	}
 }

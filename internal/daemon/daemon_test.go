@@ -685,10 +685,14 @@ func TestCheck(t *testing.T) {
 		t.Errorf("%d findings, want 6: %+v", len(findings), findings)
 	}
 
-	// A second runner, tagged differently from its pool, with a token from
-	// the old registration flow; pools in a region and of a size that do not
-	// exist; an SSH key not in the account, and shoal's own key missing.
+	// A runner tagged differently from its pool, with a token from the old
+	// registration flow; pools in a region, of a size and of an image that do
+	// not exist; an SSH key not in the account, and shoal's own key missing.
 	large, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "large", Tags: []string{"large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "arm", Tags: []string{"docker"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,18 +712,24 @@ region = "xyz9"
 runner_id = %d
 
 [[pool]]
+name = "arm"
+tags = ["docker"]
+image = "ubuntu-99-04-x64"
+runner_id = %d
+
+[[pool]]
 name = "large"
 tags = ["docker", "large"]
 size = "s-99vcpu-1tb"
 max_instances = 600
 runner_id = %d
-`, r.glURL, r.project, r.setup.Config.Pools[0].RunnerID, large.ID))
+`, r.glURL, r.project, r.setup.Config.Pools[0].RunnerID, arm.ID, large.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
 	broken := r.setup
 	broken.Config = cfg
-	broken.RunnerTokens = map[string]string{"docker": r.setup.RunnerTokens["docker"], "large": "GR1348941oldregistration"}
+	broken.RunnerTokens = map[string]string{"docker": r.setup.RunnerTokens["docker"], "arm": arm.Token, "large": "GR1348941oldregistration"}
 	findings, err = daemon.Check(ctx, broken)
 	if err != nil {
 		t.Fatal(err)
@@ -732,7 +742,8 @@ runner_id = %d
 		}
 	}
 	for _, want := range []string{
-		"the pools may reach 610 Droplets, the account's limit is 500",
+		"the pools may reach 620 Droplets, the account's limit is 500",
+		`pool arm: there is no image "ubuntu-99-04-x64"`,
 		"SSH key 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
 		"shoal's key (ssh_identity",
 		`pool docker: there is no region "xyz9"`,
@@ -744,7 +755,7 @@ runner_id = %d
 			t.Errorf("no problem says %q; problems:\n%s", want, strings.Join(problems, "\n"))
 		}
 	}
-	if len(problems) != 7 {
-		t.Errorf("%d problems, want 7:\n%s", len(problems), strings.Join(problems, "\n"))
+	if len(problems) != 8 {
+		t.Errorf("%d problems, want 8:\n%s", len(problems), strings.Join(problems, "\n"))
 	}
 }
