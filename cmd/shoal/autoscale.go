@@ -88,6 +88,9 @@ See docs/autoscaling.md for the configuration file.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "All %d checks passed: `shoal autoscale --config %s` can run.\n", len(findings), cfgPath)
 				return nil
 			}
+			if err := prepareState(&setup, log); err != nil {
+				return err
+			}
 			d, err := daemon.Build(setup)
 			if err != nil {
 				return err
@@ -147,19 +150,27 @@ func autoscaleSetup(cfg *config.Config, path string, log *slog.Logger) (daemon.S
 		}
 		return s, fmt.Errorf("daemon.ssh_identity %s: %w", cfg.Daemon.SSHIdentity, err)
 	}
+	return s, nil
+}
+
+// prepareState makes the state directory, and the runner host key in it on
+// the first start, for a daemon that runs (not for --check).
+func prepareState(s *daemon.Setup, log *slog.Logger) error {
+	cfg := s.Config
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
-		return s, fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
+		return fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
-	s.StateFile = filepath.Join(cfg.Daemon.StateDir, "policy-state.json")
-	hostKey := filepath.Join(cfg.Daemon.StateDir, "runner_host_key")
+	s.StateFile = filepath.Join(cfg.Daemon.StateDir, daemon.PolicyStateFile)
+	hostKey := filepath.Join(cfg.Daemon.StateDir, daemon.HostKeyFile)
 	var created bool
+	var err error
 	if s.HostKey, created, err = runnerhost.LoadHostKey(hostKey); err != nil {
-		return s, err
+		return err
 	}
 	if created {
 		log.Warn("made a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH (restore the old file if there was one)", "path", hostKey)
 	}
-	return s, nil
+	return nil
 }
 
 // serveAutoscaler runs the loop and its HTTP endpoints until ctx ends.

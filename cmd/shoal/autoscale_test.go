@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -83,18 +85,22 @@ runner_id = %d
 	t.Setenv("GITLAB_TOKEN", "glpat-autoscale")
 	args := []string{"autoscale", "--config", cfgPath, "--once"}
 
-	// Without the pool's runner token it says which variable to set.
+	// Without the pool's runner token, --check says which variable to set,
+	// among everything else it looks at, and changes nothing.
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), args, &stdout, &stderr); code == exitOK || !strings.Contains(stderr.String(), "SHOAL_RUNNER_TOKEN_DOCKER") {
-		t.Fatalf("without a runner token: exit %d, %s", code, stderr.String())
-	}
-
-	stdout.Reset()
-	stderr.Reset()
 	check := []string{"autoscale", "--config", cfgPath, "--check"}
 	if code := run(context.Background(), check, &stdout, &stderr); code == exitOK ||
-		!strings.Contains(stdout.String(), "FAIL pool docker: $SHOAL_RUNNER_TOKEN_DOCKER") || !strings.Contains(stderr.String(), "1 of 7 checks failed") {
+		!strings.Contains(stdout.String(), "FAIL pool docker: $SHOAL_RUNNER_TOKEN_DOCKER") || !strings.Contains(stderr.String(), "1 of 8 checks failed") {
 		t.Fatalf("--check without a runner token: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if _, err := os.Stat(stateDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("--check made the state directory: %v", err)
+	}
+	// So does the daemon, which stops there.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), args, &stdout, &stderr); code == exitOK || !strings.Contains(stderr.String(), "SHOAL_RUNNER_TOKEN_DOCKER") {
+		t.Fatalf("without a runner token: exit %d, %s", code, stderr.String())
 	}
 
 	t.Setenv("SHOAL_RUNNER_TOKEN_DOCKER", rn.Token)
@@ -102,7 +108,7 @@ runner_id = %d
 	stdout.Reset()
 	stderr.Reset()
 	if code := run(context.Background(), check, &stdout, &stderr); code != exitOK ||
-		!strings.Contains(stdout.String(), "All 6 checks passed") {
+		!strings.Contains(stdout.String(), "All 7 checks passed") {
 		t.Fatalf("--check: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	if ds, err := doc.ListDroplets(context.Background(), ""); err != nil || len(ds) != 0 {

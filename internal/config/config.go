@@ -284,6 +284,18 @@ func (p Pool) Effective(t time.Time) Settings {
 	return s
 }
 
+// MostInstances is the most Droplets the pool may ever have: its
+// max_instances, or a period's when that is higher.
+func (p Pool) MostInstances() int {
+	most := p.MaxInstances
+	for _, per := range p.Periods {
+		if per.Set["max_instances"] {
+			most = max(most, per.Overrides.MaxInstances)
+		}
+	}
+	return most
+}
+
 // Defaults for keys a file leaves out.
 const (
 	DefaultReconcileInterval   = 15 * time.Second

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -363,42 +364,45 @@ func TestBilling(t *testing.T) {
 	}
 }
 
-// TestDocsExample keeps the examples in docs/autoscaling.md valid: the
-// pools, and the daemon's complete file.
+// TestDocsExample keeps the examples in docs/autoscaling.md valid: every
+// TOML block parses, and the daemon's complete file is complete.
 func TestDocsExample(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/autoscaling.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var blocks []string
-	for rest := string(doc); ; {
+	var pools, daemon *config.Config
+	for rest, n := string(doc), 1; ; n++ {
 		var ok bool
 		if _, rest, ok = strings.Cut(rest, "```toml\n"); !ok {
 			break
 		}
 		var block string
-		block, rest, _ = strings.Cut(rest, "```")
-		blocks = append(blocks, block)
+		if block, rest, ok = strings.Cut(rest, "```"); !ok {
+			t.Fatalf("TOML block %d of docs/autoscaling.md does not end", n)
+		}
+		cfg, err := config.Parse(fmt.Sprintf("docs/autoscaling.md, TOML block %d", n), []byte(block))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.Contains(block, "[daemon]"):
+			daemon = cfg
+		case pools == nil:
+			pools = cfg
+		}
 	}
-	if len(blocks) != 2 {
-		t.Fatalf("%d ```toml blocks in docs/autoscaling.md, want 2", len(blocks))
+	if pools == nil || daemon == nil {
+		t.Fatal("docs/autoscaling.md lacks the pools example or the daemon's complete file")
 	}
-	cfg, err := config.Parse("docs/autoscaling.md", []byte(blocks[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cfg.Pools) != 2 || cfg.Pools[0].Effective(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)).IdleCount != 4 {
-		t.Errorf("docs example: %+v", cfg.Pools)
-	}
-	daemon, err := config.Parse("docs/autoscaling.md", []byte(blocks[1]))
-	if err != nil {
-		t.Fatal(err)
+	if len(pools.Pools) != 2 || pools.Pools[0].Effective(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)).IdleCount != 4 {
+		t.Errorf("docs example: %+v", pools.Pools)
 	}
 	if err := daemon.DaemonReady("docs/autoscaling.md"); err != nil {
 		t.Errorf("the daemon's example lacks: %v", err)
 	}
-	if env := daemon.Pools[0].TokenEnv(); env != "SHOAL_RUNNER_TOKEN_DOCKER" || !strings.Contains(blocks[1], env) {
-		t.Errorf("the daemon's example names the token variable wrong (want %s)", env)
+	if env := daemon.Pools[0].TokenEnv(); env != "SHOAL_RUNNER_TOKEN_DOCKER" {
+		t.Errorf("the daemon's example's token variable is %s, and the docs say SHOAL_RUNNER_TOKEN_DOCKER", env)
 	}
 }
 
@@ -448,5 +452,35 @@ runner_id = 42
 	want := []string{"gitlab.url", "gitlab.projects", "daemon.ssh_keys", "daemon.ssh_identity", "pool.runner_id"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("missing keys %q, want %q", keys, want)
+	}
+}
+
+func TestMostInstances(t *testing.T) {
+	cfg, err := config.Parse("shoal.toml", []byte(`
+[[pool]]
+name = "busy"
+max_instances = 10
+  [[pool.policy]]
+  periods = ["* 9-17 * * mon-fri"]
+  max_instances = 90
+  [[pool.policy]]
+  periods = ["* 0-5 * * *"]
+  max_instances = 2
+
+[[pool]]
+name = "quiet"
+max_instances = 10
+  [[pool.policy]]
+  periods = ["* 0-5 * * *"]
+  max_instances = 2
+  idle_count = 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{90, 10} {
+		if got := cfg.Pools[i].MostInstances(); got != want {
+			t.Errorf("pool %s: MostInstances %d, want %d", cfg.Pools[i].Name, got, want)
+		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +16,16 @@ import (
 
 	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/cloud"
+	"github.com/shoalci/shoal/internal/reconcile"
 	"github.com/shoalci/shoal/internal/tags"
+)
+
+// Files in [daemon] state_dir.
+const (
+	// HostKeyFile is the runner Droplets' SSH host key.
+	HostKeyFile = "runner_host_key"
+	// PolicyStateFile is what the policy has learned.
+	PolicyStateFile = "policy-state.json"
 )
 
 // Finding is one thing Check looked at: what it found, and whether that is
@@ -26,9 +38,10 @@ type Finding struct {
 // Check looks at what the daemon needs from DigitalOcean and GitLab, changing
 // nothing, and reports everything it finds, problems included, so that a
 // first start fails for none of them: the account and its Droplet limit, the
-// SSH keys and shoal's own among them, each pool's region and size, each
-// pool's GitLab runner (tags, paused, token) and GitLab's queue as the daemon
-// reads it.
+// SSH keys and shoal's own among them, each pool's region, size and image,
+// each pool's GitLab runner (tags, paused, token), GitLab's queue as the
+// daemon reads it, and the state directory. Whether the DigitalOcean token
+// may create Droplets only a create can tell.
 func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	cfg := s.Config
 	if err := cfg.DaemonReady(s.File); err != nil {
@@ -45,22 +58,22 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	ok := func(format string, a ...any) { out = append(out, Finding{true, fmt.Sprintf(format, a...)}) }
 	bad := func(format string, a ...any) { out = append(out, Finding{false, fmt.Sprintf(format, a...)}) }
 
+	// What needs no API call.
+	for _, p := range cfg.Pools {
+		switch tok := s.RunnerTokens[p.Name]; {
+		case tok == "":
+			bad("pool %s: $%s is not set: export the runner's authentication token (glrt-…)", p.Name, p.TokenEnv())
+		case !strings.Contains(tok, "glrt-"):
+			bad("pool %s: $%s is not a runner authentication token (glrt-…): create the runner in GitLab and copy the token it shows once", p.Name, p.TokenEnv())
+		}
+	}
+	checkStateDir(cfg.Daemon.StateDir, ok, bad)
+
 	// DigitalOcean.
 	if acct, err := do.Account(ctx); err != nil {
-		bad("DigitalOcean: %v: check DIGITALOCEAN_ACCESS_TOKEN (a token with write scope)", err)
+		bad("DigitalOcean: %v: check DIGITALOCEAN_ACCESS_TOKEN (a token that may create and delete Droplets)", err)
 	} else {
-		most := 0
-		for _, p := range cfg.Pools {
-			most += p.MaxInstances
-		}
-		switch {
-		case acct.Status != "active":
-			bad("DigitalOcean: account %s is %s: new Droplets may be refused", acct.Email, acct.Status)
-		case most > acct.DropletLimit:
-			bad("DigitalOcean: the pools may reach %d Droplets, the account's limit is %d: lower max_instances, or ask DigitalOcean to raise the limit", most, acct.DropletLimit)
-		default:
-			ok("DigitalOcean: account %s, up to %d Droplets (the pools may reach %d)", acct.Email, acct.DropletLimit, most)
-		}
+		checkAccount(ctx, do, s, acct, ok, bad)
 		checkSSHKeys(ctx, do, cfg.Daemon.SSHKeys, s.SSHSigner, ok, bad)
 		checkRegions(ctx, do, s, ok, bad)
 	}
@@ -73,12 +86,6 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	}
 	ok("GitLab %s: version %s", cfg.GitLab.URL, v.Version)
 	for _, p := range cfg.Pools {
-		switch tok := s.RunnerTokens[p.Name]; {
-		case tok == "":
-			bad("pool %s: $%s is not set: export the runner's authentication token (glrt-…)", p.Name, p.TokenEnv())
-		case !strings.HasPrefix(tok, "glrt-"):
-			bad("pool %s: $%s is not a runner authentication token (glrt-…): create the runner in GitLab and copy the token it shows once", p.Name, p.TokenEnv())
-		}
 		r, _, err := gl.Runners.GetRunnerDetails(p.RunnerID, gitlab.WithContext(ctx))
 		if err != nil {
 			bad("pool %s: runner %d: %v: check runner_id, and that GITLAB_TOKEN may read the runner (an administrator's token for an instance runner)", p.Name, p.RunnerID, err)
@@ -86,15 +93,25 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 		}
 		want, have := tags.Sorted(p.Tags), tags.Sorted(r.TagList)
 		untagged := p.RunUntagged || len(p.Tags) == 0
-		switch {
-		case r.Paused:
+		fine := true
+		if r.Paused {
 			bad("pool %s: runner %d is paused in GitLab: its Droplets would take no job; resume it", p.Name, p.RunnerID)
-		case !slices.Equal(want, have):
+			fine = false
+		}
+		if !slices.Equal(want, have) {
 			bad("pool %s: runner %d's tags are %v, the pool's %v: make them the same, or the pool boots Droplets for jobs its runner cannot take, or misses jobs it takes", p.Name, p.RunnerID, have, want)
-		case r.RunUntagged != untagged:
+			fine = false
+		}
+		if r.RunUntagged != untagged {
 			bad("pool %s: runner %d takes untagged jobs: %v, the pool counts them: %v: set run_untagged the same in both", p.Name, p.RunnerID, r.RunUntagged, untagged)
-		default:
-			ok("pool %s: runner %d %q, tags %v", p.Name, p.RunnerID, r.Description, have)
+			fine = false
+		}
+		if fine {
+			name := ""
+			if r.Description != "" {
+				name = " (" + r.Description + ")"
+			}
+			ok("pool %s: runner %d%s, tags %v", p.Name, p.RunnerID, name, have)
 		}
 	}
 	if snap, err := src.Snapshot(ctx); err != nil {
@@ -105,6 +122,44 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	return out, nil
 }
 
+// checkStateDir says whether the runner host key is there, without making
+// it or the directory.
+func checkStateDir(dir string, ok, bad func(string, ...any)) {
+	switch _, err := os.Stat(filepath.Join(dir, HostKeyFile)); {
+	case err == nil:
+		ok("state_dir %s: the runner host key is there", dir)
+	case errors.Is(err, fs.ErrNotExist):
+		ok("state_dir %s: no runner host key yet: the first start makes one (restore it from a backup if runner Droplets made with it still run)", dir)
+	default:
+		bad("state_dir %s: %v: shoal's user must be able to read and write it", dir, err)
+	}
+}
+
+// checkAccount compares the account's Droplet limit with the most Droplets
+// the pools may have, on top of the account's other Droplets.
+func checkAccount(ctx context.Context, do cloud.Cloud, s Setup, acct cloud.Account, ok, bad func(string, ...any)) {
+	most := 0
+	for _, p := range s.Config.Pools {
+		most += p.MostInstances()
+	}
+	others := 0
+	if all, err := do.ListDroplets(ctx, ""); err == nil {
+		for _, d := range all {
+			if !slices.Contains(d.Tags, reconcile.FleetTag) {
+				others++
+			}
+		}
+	}
+	switch {
+	case acct.Status != "active":
+		bad("DigitalOcean: account %s is %s: new Droplets may be refused", acct.Email, acct.Status)
+	case most+others > acct.DropletLimit:
+		bad("DigitalOcean: the pools may reach %d Droplets and %d others exist, the account's limit is %d: lower max_instances, or ask DigitalOcean to raise the limit", most, others, acct.DropletLimit)
+	default:
+		ok("DigitalOcean: account %s, up to %d Droplets (the pools may reach %d, %d others exist)", acct.Email, acct.DropletLimit, most, others)
+	}
+}
+
 // checkSSHKeys finds each of the keys put on runner Droplets, and shoal's
 // own among them: without it, drains over SSH are refused.
 func checkSSHKeys(ctx context.Context, do cloud.Cloud, keys []string, signer ssh.Signer, ok, bad func(string, ...any)) {
@@ -112,7 +167,7 @@ func checkSSHKeys(ctx context.Context, do cloud.Cloud, keys []string, signer ssh
 	if signer != nil {
 		mine = ssh.FingerprintLegacyMD5(signer.PublicKey())
 	}
-	found := false
+	found, unsure := false, false
 	for _, ref := range keys {
 		k, err := do.GetSSHKey(ctx, ref)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -121,13 +176,14 @@ func checkSSHKeys(ctx context.Context, do cloud.Cloud, keys []string, signer ssh
 		}
 		if err != nil {
 			bad("DigitalOcean: SSH key %s: %v", ref, err)
+			unsure = true
 			continue
 		}
 		found = found || k.Fingerprint == mine
 		ok("DigitalOcean: SSH key %s (%s)", ref, k.Name)
 	}
-	if !found && mine != "" {
-		bad("DigitalOcean: shoal's key (ssh_identity, %s) is not among [daemon] ssh_keys: shoal could not drain runners; add its public half", mine)
+	if !found && !unsure && mine != "" {
+		bad("DigitalOcean: shoal's key (ssh_identity, fingerprint %s) is not among [daemon] ssh_keys, so runners would refuse its drains: upload its public half to DigitalOcean and add that fingerprint to ssh_keys", mine)
 	}
 }
 
@@ -144,21 +200,30 @@ func checkRegions(ctx context.Context, do cloud.Cloud, s Setup, ok, bad func(str
 		return
 	}
 	for _, p := range s.Config.Pools {
-		i := slices.IndexFunc(regions, func(r cloud.Region) bool { return r.Slug == p.Region })
+		fine := true
+		problem := func(format string, a ...any) {
+			bad("pool %s: "+format, append([]any{p.Name}, a...)...)
+			fine = false
+		}
 		// An image is named by its slug, or a snapshot by its ID.
 		img := slices.IndexFunc(images, func(im cloud.Image) bool { return im.Slug == p.Image || strconv.Itoa(im.ID) == p.Image })
-		switch {
+		if img < 0 {
+			problem("there is no image %q: see `doctl compute image list-distribution`, or give a snapshot's ID", p.Image)
+		}
+		switch i := slices.IndexFunc(regions, func(r cloud.Region) bool { return r.Slug == p.Region }); {
 		case i < 0:
-			bad("pool %s: there is no region %q: see `doctl compute region list`", p.Name, p.Region)
+			problem("there is no region %q: see `doctl compute region list`", p.Region)
 		case !regions[i].Available:
-			bad("pool %s: region %s takes no new Droplets: pick another", p.Name, p.Region)
-		case !slices.Contains(regions[i].Sizes, p.Size):
-			bad("pool %s: region %s has no size %q: see `doctl compute size list`", p.Name, p.Region, p.Size)
-		case img < 0:
-			bad("pool %s: there is no image %q: see `doctl compute image list-distribution`, or give a snapshot's ID", p.Name, p.Image)
-		case !slices.Contains(images[img].Regions, p.Region):
-			bad("pool %s: image %s is not in %s: transfer it there, or pick another region", p.Name, p.Image, p.Region)
+			problem("region %s takes no new Droplets: pick another", p.Region)
 		default:
+			if !slices.Contains(regions[i].Sizes, p.Size) {
+				problem("region %s has no size %q: see `doctl compute size list`", p.Region, p.Size)
+			}
+			if img >= 0 && !slices.Contains(images[img].Regions, p.Region) {
+				problem("image %s is not in %s: transfer it there, or pick another region", p.Image, p.Region)
+			}
+		}
+		if fine {
 			ok("pool %s: %s Droplets of %s in %s", p.Name, p.Size, p.Image, p.Region)
 		}
 	}

@@ -218,7 +218,6 @@ type rig struct {
 	project int64
 	setup   daemon.Setup
 	glURL   string
-	sshKey  string // shoal's key's fingerprint in the DigitalOcean account
 }
 
 func newRig(t *testing.T) *rig {
@@ -268,17 +267,18 @@ projects = ["%d"]
 [daemon]
 ssh_keys = [%q]
 ssh_identity = "/unused/in/this/test"
+state_dir = %q
 
 [[pool]]
 name = "docker"
 tags = ["docker"]
 max_instances = 5
 runner_id = %d
-`, glSrv.URL, project, key.Fingerprint, rn.ID))
+`, glSrv.URL, project, key.Fingerprint, t.TempDir(), rn.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL, sshKey: key.Fingerprint,
+	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL,
 		setup: daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
 			RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
 			DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk}}
@@ -681,18 +681,19 @@ func TestCheck(t *testing.T) {
 			t.Errorf("a complete setup: %s", f.Text)
 		}
 	}
-	if len(findings) != 6 { // account, SSH key, region, GitLab, runner, queue
-		t.Errorf("%d findings, want 6: %+v", len(findings), findings)
+	if len(findings) != 7 { // state_dir, account, SSH key, region, GitLab, runner, queue
+		t.Errorf("%d findings, want 7: %+v", len(findings), findings)
 	}
 
 	// A runner tagged differently from its pool, with a token from the old
-	// registration flow; pools in a region, of a size and of an image that do
-	// not exist; an SSH key not in the account, and shoal's own key missing.
+	// registration flow; one that takes untagged jobs its pool does not
+	// count; pools in a region, of a size and of an image that do not exist;
+	// an SSH key not in the account, and shoal's own key missing.
 	large, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "large", Tags: []string{"large"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	arm, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "arm", Tags: []string{"docker"}})
+	arm, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "arm", Tags: []string{"docker"}, RunUntagged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -742,7 +743,7 @@ runner_id = %d
 		}
 	}
 	for _, want := range []string{
-		"the pools may reach 620 Droplets, the account's limit is 500",
+		"the pools may reach 620 Droplets and 0 others exist, the account's limit is 500",
 		`pool arm: there is no image "ubuntu-99-04-x64"`,
 		"SSH key 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
 		"shoal's key (ssh_identity",
@@ -750,12 +751,13 @@ runner_id = %d
 		`pool large: region nyc3 has no size "s-99vcpu-1tb"`,
 		"pool large: $SHOAL_RUNNER_TOKEN_LARGE is not a runner authentication token",
 		"runner " + fmt.Sprint(large.ID) + "'s tags are [large], the pool's [docker large]",
+		"pool arm: runner " + fmt.Sprint(arm.ID) + " takes untagged jobs: true, the pool counts them: false",
 	} {
 		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("no problem says %q; problems:\n%s", want, strings.Join(problems, "\n"))
 		}
 	}
-	if len(problems) != 8 {
-		t.Errorf("%d problems, want 8:\n%s", len(problems), strings.Join(problems, "\n"))
+	if len(problems) != 9 {
+		t.Errorf("%d problems, want 9:\n%s", len(problems), strings.Join(problems, "\n"))
 	}
 }

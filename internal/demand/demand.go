@@ -52,7 +52,7 @@ type Config struct {
 func PendingCap(pools []config.Pool) int {
 	slots := 0
 	for _, p := range pools {
-		slots += p.MaxInstances * max(p.CapacityPerInstance, 1)
+		slots += p.MostInstances() * max(p.CapacityPerInstance, 1)
 	}
 	return max(slots, 100)
 }

@@ -153,9 +153,10 @@ projects:
 		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.info.ID, b.info.ID))
 	})
 
-	// The finished pipelines' jobs, historyAtOnce pipelines at a time.
-	jobsOf := make([][]*gitlab.Job, len(pipelines))
-	var mu sync.Mutex
+	// The finished pipelines' stages, historyAtOnce pipelines at a time,
+	// each kept as the trace needs it (not GitLab's whole job records).
+	stagesOf := make([][][]trace.Job, len(pipelines))
+	var mu sync.Mutex // progress is called one at a time, in order of count
 	done := 0
 	if progress != nil {
 		progress(0, len(pipelines))
@@ -163,6 +164,9 @@ projects:
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(historyAtOnce)
 	for i, f := range pipelines {
+		if gctx.Err() != nil {
+			break // a read failed: the rest would fail too
+		}
 		g.Go(func() error {
 			if !active[f.info.Status] {
 				opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, IncludeRetried: gitlab.Ptr(true)}
@@ -172,7 +176,7 @@ projects:
 				if err != nil {
 					return fmt.Errorf("list jobs of pipeline %d of project %d: %w", f.info.ID, f.project, err)
 				}
-				jobsOf[i] = jobs
+				stagesOf[i] = traceStages(jobs)
 			}
 			if progress != nil {
 				mu.Lock()
@@ -189,33 +193,21 @@ projects:
 	tr := &trace.Trace{}
 	var jobID int64
 	for i, f := range pipelines {
-		if active[f.info.Status] {
+		switch {
+		case active[f.info.Status]:
 			st.Unfinished++
 			continue
-		}
-		stages := ranStages(jobsOf[i])
-		if len(stages) == 0 {
+		case len(stagesOf[i]) == 0:
 			st.Empty++
 			continue
 		}
-		p := trace.Pipeline{ID: f.info.ID, CreatedAt: f.at}
-		for _, stage := range stages {
-			var out []trace.Job
-			for _, attempts := range stage {
+		p := trace.Pipeline{ID: f.info.ID, CreatedAt: f.at, Stages: stagesOf[i]}
+		for _, stage := range p.Stages {
+			for k := range stage {
 				jobID++
-				var d time.Duration
-				for _, j := range attempts {
-					if jd := time.Duration(j.Duration * float64(time.Second)); jd > 0 {
-						d += jd
-					} else {
-						d += j.FinishedAt.Sub(*j.StartedAt)
-					}
-				}
-				last := attempts[len(attempts)-1]
-				out = append(out, trace.Job{ID: jobID, Duration: d, Tags: tags.Sorted(last.TagList)})
+				stage[k].ID = jobID
 			}
-			p.Stages = append(p.Stages, out)
-			st.Jobs += len(out)
+			st.Jobs += len(stage)
 		}
 		tr.Pipelines = append(tr.Pipelines, p)
 	}
@@ -228,8 +220,33 @@ projects:
 }
 
 // historyAtOnce is how many pipelines' jobs History reads at once: a week of
-// 1,000 pipelines in about a minute, far inside GitLab's rate limits.
+// 1,000 pipelines in about a minute. client-go waits and retries when
+// GitLab's rate limit answers 429.
 const historyAtOnce = 4
+
+// traceStages is a pipeline's jobs as the trace keeps them: the stages that
+// ran, each job lasting all its attempts, with its last attempt's tags, and
+// no ID yet.
+func traceStages(jobs []*gitlab.Job) [][]trace.Job {
+	var out [][]trace.Job
+	for _, stage := range ranStages(jobs) {
+		var js []trace.Job
+		for _, attempts := range stage {
+			var d time.Duration
+			for _, j := range attempts {
+				if jd := time.Duration(j.Duration * float64(time.Second)); jd > 0 {
+					d += jd
+				} else {
+					d += j.FinishedAt.Sub(*j.StartedAt)
+				}
+			}
+			last := attempts[len(attempts)-1]
+			js = append(js, trace.Job{Duration: d, Tags: tags.Sorted(last.TagList)})
+		}
+		out = append(out, js)
+	}
+	return out
+}
 
 // ranStages groups the attempts that ran (started and ended) by stage and
 // job: stages in GitLab's order (their lowest job ID over every attempt),
