@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +87,14 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	}
 	ok("GitLab %s: version %s", cfg.GitLab.URL, v.Version)
 	for _, p := range cfg.Pools {
+		if tok := s.RunnerTokens[p.Name]; strings.Contains(tok, "glrt-") {
+			switch id, err := verifyRunnerToken(ctx, gl, tok); {
+			case err != nil:
+				bad("pool %s: GitLab does not take the token in $%s: %v: copy the runner's token again, or reset it in GitLab", p.Name, p.TokenEnv(), err)
+			case id != p.RunnerID:
+				bad("pool %s: the token in $%s is runner %d's, not runner_id %d's: the pool's Droplets would take jobs as the other runner, shoal would never see them registered, and would reap them", p.Name, p.TokenEnv(), id, p.RunnerID)
+			}
+		}
 		r, _, err := gl.Runners.GetRunnerDetails(p.RunnerID, gitlab.WithContext(ctx))
 		if err != nil {
 			bad("pool %s: runner %d: %v: check runner_id, and that GITLAB_TOKEN may read the runner (an administrator's token for an instance runner)", p.Name, p.RunnerID, err)
@@ -120,6 +129,24 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 		ok("GitLab: the job queue reads: %d pending jobs, %d runner managers", len(snap.Pending), len(snap.Managers))
 	}
 	return out, nil
+}
+
+// verifyRunnerToken asks GitLab whose a runner authentication token is
+// (POST /runners/verify, without a system_id, so no runner manager is
+// recorded). client-go's VerifyRegisteredRunner drops the answer's body.
+func verifyRunnerToken(ctx context.Context, gl *gitlab.Client, token string) (int, error) {
+	req, err := gl.NewRequest(http.MethodPost, "runners/verify", &gitlab.VerifyRegisteredRunnerOptions{Token: &token},
+		[]gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
+	if err != nil {
+		return 0, err
+	}
+	var runner struct {
+		ID int `json:"id"`
+	}
+	if _, err := gl.Do(req, &runner); err != nil {
+		return 0, err
+	}
+	return runner.ID, nil
 }
 
 // checkStateDir says whether the runner host key is there, without making

@@ -687,8 +687,10 @@ func TestCheck(t *testing.T) {
 
 	// A runner tagged differently from its pool, with a token from the old
 	// registration flow; one that takes untagged jobs its pool does not
-	// count; pools in a region, of a size and of an image that do not exist;
-	// an SSH key not in the account, and shoal's own key missing.
+	// count, with a token GitLab does not know; a pool given another
+	// runner's token; pools in a region, of a
+	// size and of an image that do not exist; an SSH key not in the account,
+	// and shoal's own key missing.
 	large, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "large", Tags: []string{"large"}})
 	if err != nil {
 		t.Fatal(err)
@@ -730,7 +732,7 @@ runner_id = %d
 	}
 	broken := r.setup
 	broken.Config = cfg
-	broken.RunnerTokens = map[string]string{"docker": r.setup.RunnerTokens["docker"], "arm": arm.Token, "large": "GR1348941oldregistration"}
+	broken.RunnerTokens = map[string]string{"docker": arm.Token, "arm": "glrt-revoked", "large": "GR1348941oldregistration"}
 	findings, err = daemon.Check(ctx, broken)
 	if err != nil {
 		t.Fatal(err)
@@ -752,12 +754,14 @@ runner_id = %d
 		"pool large: $SHOAL_RUNNER_TOKEN_LARGE is not a runner authentication token",
 		"runner " + fmt.Sprint(large.ID) + "'s tags are [large], the pool's [docker large]",
 		"pool arm: runner " + fmt.Sprint(arm.ID) + " takes untagged jobs: true, the pool counts them: false",
+		fmt.Sprintf("pool docker: the token in $SHOAL_RUNNER_TOKEN_DOCKER is runner %d's, not runner_id %d's", arm.ID, r.setup.Config.Pools[0].RunnerID),
+		"pool arm: GitLab does not take the token in $SHOAL_RUNNER_TOKEN_ARM",
 	} {
 		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("no problem says %q; problems:\n%s", want, strings.Join(problems, "\n"))
 		}
 	}
-	if len(problems) != 9 {
-		t.Errorf("%d problems, want 9:\n%s", len(problems), strings.Join(problems, "\n"))
+	if len(problems) != 11 {
+		t.Errorf("%d problems, want 11:\n%s", len(problems), strings.Join(problems, "\n"))
 	}
 }

@@ -39,8 +39,13 @@ func (s *Server) routes() {
 	handle("/runners/{id}", s.getRunner)
 	handle("/runners/{id}/managers", s.listManagers)
 	handle("/runners/{id}/jobs", s.listRunnerJobs)
+	mux.HandleFunc("POST "+Prefix+"/runners/verify", s.verifyRunner)
 	s.mux = mux
 }
+
+// runnerAPI are the paths of GitLab's runner API, authenticated by the
+// runner's token in the request, not by an access token.
+var runnerAPI = map[string]bool{Prefix + "/runners/verify": true}
 
 // ServeHTTP serves the API under /api/v4. Every request needs an access token.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +53,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 		return
 	}
-	if !s.authorized(r) {
+	if !runnerAPI[r.URL.Path] && !s.authorized(r) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
 		return
 	}
@@ -902,6 +907,27 @@ func (s *Server) getRunner(w http.ResponseWriter, r *http.Request) {
 	if rn := s.runnerOf(w, r); rn != nil {
 		writeJSON(w, http.StatusOK, s.apiRunner(rn, s.clk.Now()))
 	}
+}
+
+// verifyRunner is POST /runners/verify: it tells a runner authentication
+// token's runner, and refuses a token it does not know with 403. (Given a
+// system_id GitLab also records a manager; shoal never sends one.)
+func (s *Server) verifyRunner(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Token == "" {
+		badRequest(w, "token is missing")
+		return
+	}
+	s.mu.Lock()
+	rn := s.runnerByToken(body.Token)
+	s.mu.Unlock()
+	if rn == nil {
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "403 Forbidden"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": rn.id, "token": rn.token, "token_expires_at": nil})
 }
 
 func (s *Server) listManagers(w http.ResponseWriter, r *http.Request) {

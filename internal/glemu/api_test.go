@@ -578,3 +578,30 @@ func TestAPIDrainedManagerFallsSilent(t *testing.T) {
 		t.Errorf("runner with one manager online: %+v, %v", rd, err)
 	}
 }
+
+// POST /runners/verify tells a runner token's runner, with no access token
+// (it is the runner API), and refuses a token it does not know.
+func TestAPIVerifyRunner(t *testing.T) {
+	s, _ := newEmu(t)
+	r := must[glemu.Runner](t)(s.CreateRunner(glemu.RunnerSpec{Tags: []string{"docker"}}))
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for _, tc := range []struct {
+		token  string
+		status int
+		id     int64
+	}{{r.Token, http.StatusOK, r.ID}, {"glrt-unknown", http.StatusForbidden, 0}} {
+		resp, err := http.Post(srv.URL+glemu.Prefix+"/runners/verify", "application/json", strings.NewReader(`{"token":"`+tc.token+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			ID int64 `json:"id"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || body.ID != tc.id {
+			t.Errorf("verify %s: %d, runner %d; want %d, runner %d", tc.token, resp.StatusCode, body.ID, tc.status, tc.id)
+		}
+	}
+}
