@@ -89,6 +89,11 @@ type Config struct {
 	// drain, before it counts as drained when GitLab lists no job running
 	// on it, so such a Droplet is not paid for forever (default 10 minutes).
 	GiveUpAfter time.Duration
+	// AdoptWithin bounds how long the runners found at start may take, all
+	// together, to say whether they still run (default 2 minutes): when SSH
+	// to the fleet is broken, the first reconcile must not wait a timeout for
+	// every ten Droplets.
+	AdoptWithin time.Duration
 	Clock       clock.Clock
 	Logger      *slog.Logger
 }
@@ -144,6 +149,9 @@ func New(cfg Config) (*Hosts, error) {
 	}
 	if cfg.GiveUpAfter == 0 {
 		cfg.GiveUpAfter = 10 * time.Minute
+	}
+	if cfg.AdoptWithin == 0 {
+		cfg.AdoptWithin = 2 * time.Minute
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -242,6 +250,8 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 // A runner that cannot be asked counts as running. registeredAt dates each
 // runner's registration.
 func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.AdoptWithin)
+	defer cancel()
 	stopped := make([]bool, len(ds))
 	var g errgroup.Group
 	g.SetLimit(adoptAtOnce)

@@ -474,3 +474,43 @@ func TestObserveAdoptsTheFleetFoundAtStart(t *testing.T) {
 		t.Errorf("a runner registered after the start: %+v after %d commands; want it running, unasked", obs.Droplets[5], stopped.count())
 	}
 }
+
+// When the runners found at start do not answer (SSH to the fleet is
+// broken), asking them ends after AdoptWithin, and they count as running.
+func TestAdoptionGivesUpOnRunnersThatDoNotAnswer(t *testing.T) {
+	hostKey, err := runnerhost.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shoalKey := runnerhosttest.NewSigner(t)
+	stuck := make(chan struct{})
+	defer close(stuck) // before the server's cleanup
+	addr := runnerhosttest.Serve(t, hostKey.Signer(), shoalKey.PublicKey(), func(string) string { <-stuck; return "" })
+	clk := clock.NewVirtual(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	hosts, err := runnerhost.New(runnerhost.Config{Signer: shoalKey, HostKey: hostKey, Clock: clk, Dial: dialTo(addr),
+		AdoptWithin: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := demand.Snapshot{At: clk.Now(), RunningBySystemID: map[string][]demand.RunningJob{}}
+	var droplets []cloud.Droplet
+	for id := 1; id <= 25; id++ {
+		d := cloud.Droplet{ID: id, Name: fmt.Sprintf("shoal-docker-%08d", id), Status: "active", PublicIPv4: "203.0.113.9"}
+		droplets = append(droplets, d)
+		snap.Managers = append(snap.Managers, demand.Manager{SystemID: runnerhost.SystemID(d.Name), Status: "online", ContactedAt: clk.Now()})
+	}
+	began := time.Now()
+	obs, err := hosts.Observe(context.Background(), snap, droplets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 25 runners, 10 at a time, would take three rounds of the 30 s timeout.
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("asking runners that do not answer took %s; want it bounded by AdoptWithin", took)
+	}
+	for _, d := range droplets {
+		if st := obs.Droplets[d.ID]; !st.Registered || st.Draining {
+			t.Errorf("Droplet %d: %+v; want it counted as a running runner", d.ID, st)
+		}
+	}
+}
