@@ -107,7 +107,7 @@ func New(o Options) (*Daemon, error) {
 	d.m.arrivals = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_policy_arrivals_per_minute",
 		Help: "Jobs arriving per minute, as the policy has learned it (decayed average), by pool."}, []string{"pool"})
 	d.m.boot = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_policy_boot_seconds",
-		Help: "Seconds from a Droplet's create to its runner's registration, as the policy has learned it, by pool."}, []string{"pool"})
+		Help: "Seconds from a Droplet's create to its runner's registration, as the policy has learned it (90 until it has seen one), by pool."}, []string{"pool"})
 	d.reg.MustRegister(d.m.steps, d.m.stepSeconds, d.m.arrivals, d.m.boot)
 	if o.Webhook != nil {
 		stat := func(f func(demand.WebhookStats) int64) func() float64 {
