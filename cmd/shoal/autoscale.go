@@ -160,7 +160,6 @@ func prepareState(s *daemon.Setup, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
 		return fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
-	s.StateFile = filepath.Join(cfg.Daemon.StateDir, daemon.PolicyStateFile)
 	hostKey := filepath.Join(cfg.Daemon.StateDir, daemon.HostKeyFile)
 	var created bool
 	var err error

@@ -116,7 +116,8 @@ type Daemon struct {
 	// shoal drains runners.
 	SSHKeys     []string
 	SSHIdentity string
-	// StateDir keeps what must outlive a restart: the runner Droplets' SSH host key.
+	// StateDir keeps what must outlive a restart: the runner Droplets' SSH
+	// host key, and what the policy has learned.
 	StateDir string
 	// PrivateNetwork reaches runner Droplets at their VPC address.
 	PrivateNetwork bool

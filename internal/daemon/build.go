@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
@@ -40,12 +41,9 @@ type Setup struct {
 	// HTTPClient carries GitLab and DigitalOcean requests (nil: the default).
 	HTTPClient *http.Client
 	// Dial reaches runner Droplets over SSH (nil: the network).
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// StateFile keeps what the policy learns (the arrival rate, the time of
-	// day) across restarts; empty: it is not kept.
-	StateFile string
-	Clock     clock.Clock
-	Logger    *slog.Logger
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // clients are the DigitalOcean and GitLab clients, and the demand source.
@@ -116,22 +114,17 @@ func Build(s Setup) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	var learned policy.State
-	if s.StateFile != "" {
-		learned = loadPolicyState(s.StateFile, s.Logger)
-	}
+	// What the policy learns (the arrival rate, the time of day) is kept
+	// across restarts in state_dir.
+	stateFile := filepath.Join(cfg.Daemon.StateDir, PolicyStateFile)
 	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
 		Pools: cfg.Pools, Billing: cfg.Billing,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
 		SSHKeys:  cfg.Daemon.SSHKeys,
 		UserData: func(p config.Pool, _ string) string { return userData[p.Name] },
-		State:    learned,
+		State:    loadPolicyState(stateFile, s.Logger),
 		Logger:   s.Logger,
 	})
-	var save func() error
-	if s.StateFile != "" {
-		save = func() error { return savePolicyState(s.StateFile, rec.State()) }
-	}
 	var hook *demand.Webhook
 	if s.WebhookSecret != "" {
 		if hook, err = demand.NewWebhook(s.WebhookSecret, s.Logger); err != nil {
@@ -142,6 +135,7 @@ func Build(s Setup) (*Daemon, error) {
 	for i, p := range cfg.Pools {
 		pools[i] = p.Name
 	}
-	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook, Save: save,
+	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook,
+		Save:    func() error { return savePolicyState(stateFile, rec.State()) },
 		Learned: rec.State, Pools: pools, Clock: s.Clock, Logger: s.Logger})
 }

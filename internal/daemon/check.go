@@ -21,14 +21,6 @@ import (
 	"github.com/shoalci/shoal/internal/tags"
 )
 
-// Files in [daemon] state_dir.
-const (
-	// HostKeyFile is the runner Droplets' SSH host key.
-	HostKeyFile = "runner_host_key"
-	// PolicyStateFile is what the policy has learned.
-	PolicyStateFile = "policy-state.json"
-)
-
 // Finding is one thing Check looked at: what it found, and whether that is
 // fine; a problem says what to do.
 type Finding struct {

@@ -547,10 +547,10 @@ func waitHealth(t *testing.T, base string, code int, body string) {
 // cannot read is set aside: the daemon still starts.
 func TestDaemonKeepsWhatThePolicyLearnedAcrossARestart(t *testing.T) {
 	r := newRig(t)
-	r.setup.StateFile = filepath.Join(t.TempDir(), "policy-state.json")
+	stateFile := filepath.Join(r.setup.Config.Daemon.StateDir, daemon.PolicyStateFile)
 	learned := func() policy.ShoalPoolState {
 		t.Helper()
-		data, err := os.ReadFile(r.setup.StateFile)
+		data, err := os.ReadFile(stateFile)
 		if err != nil {
 			t.Fatalf("state file: %v", err)
 		}
@@ -580,14 +580,14 @@ func TestDaemonKeepsWhatThePolicyLearnedAcrossARestart(t *testing.T) {
 			after, before.Boot, before.ArrivalsPerMinute)
 	}
 
-	if err := os.WriteFile(r.setup.StateFile, []byte("{not json"), 0o600); err != nil {
+	if err := os.WriteFile(stateFile, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r.run(r.daemon(), 5*time.Second, func(int, int) bool { return false })
 	if fresh := learned(); fresh.ArrivalsPerMinute != 0 {
 		t.Errorf("from an unreadable state file the daemon learned %+v; want a fresh start", fresh)
 	}
-	if bad, err := os.ReadFile(r.setup.StateFile + ".bad"); err != nil || string(bad) != "{not json" {
+	if bad, err := os.ReadFile(stateFile + ".bad"); err != nil || string(bad) != "{not json" {
 		t.Errorf("the unreadable state file was not set aside: %q, %v", bad, err)
 	}
 }

@@ -12,6 +12,14 @@ import (
 	"github.com/shoalci/shoal/internal/policy"
 )
 
+// Files in [daemon] state_dir.
+const (
+	// HostKeyFile is the runner Droplets' SSH host key.
+	HostKeyFile = "runner_host_key"
+	// PolicyStateFile is what the policy has learned.
+	PolicyStateFile = "policy-state.json"
+)
+
 // loadPolicyState reads what the policy learned before a restart. A missing
 // file is a first start; a file that cannot be read is reported and set
 // aside (renamed to path.bad, so that a newer shoal's file survives a

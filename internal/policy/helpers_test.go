@@ -49,6 +49,18 @@ func booting(id int) policy.Droplet {
 	return policy.Droplet{ID: id, State: policy.Booting, CreatedAt: t0.Add(-20 * time.Second)}
 }
 
+// shoalDecides is shoal's policy deciding for one docker pool of up to 300
+// Droplets, billed per second, with these pending jobs and Droplets.
+func shoalDecides() func(st policy.State, at time.Time, pending []policy.Job, ds ...policy.Droplet) ([]policy.Decision, policy.State) {
+	pol := policy.NewShoal()
+	set := settings(nil)
+	set.MaxInstances = 300
+	return func(st policy.State, at time.Time, pending []policy.Job, ds ...policy.Droplet) ([]policy.Decision, policy.State) {
+		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
+			Pools: []policy.Pool{{Settings: set, Pending: pending, Droplets: ds}}}, st)
+	}
+}
+
 func snap(billing config.BillingModel, pools ...policy.Pool) policy.Snapshot {
 	return policy.Snapshot{Now: t0, Billing: billing, Pools: pools}
 }

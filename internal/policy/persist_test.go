@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoalci/shoal/internal/config"
 	"github.com/shoalci/shoal/internal/policy"
 )
 
@@ -17,13 +16,7 @@ import (
 // and a night nobody saw while it was down is not learned as a night without
 // the batch.
 func TestShoalStateSurvivesARestart(t *testing.T) {
-	pol := policy.NewShoal()
-	set := settings(nil)
-	set.MaxInstances = 300
-	decide := func(st policy.State, at time.Time, pending []policy.Job) ([]policy.Decision, policy.State) {
-		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
-			Pools: []policy.Pool{{Settings: set, Pending: pending}}}, st)
-	}
+	decide := shoalDecides()
 	night := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 	_, st := decide(policy.State{}, night.Add(5*time.Second), jobs(200, night))
 	_, st = decide(st, night.Add(10*time.Minute), nil)
@@ -58,15 +51,12 @@ func TestShoalStateSurvivesARestart(t *testing.T) {
 // The jobs pending or running when the State was saved were counted then: a
 // restored State does not count them again, only what came after.
 func TestShoalStateAfterARestartCountsOnlyNewArrivals(t *testing.T) {
-	pol := policy.NewShoal()
-	set := settings(nil)
-	set.MaxInstances = 300
 	at := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 	queued := jobs(50, at)
-	busy := []policy.Droplet{{ID: 1, State: policy.Ready, CreatedAt: at.Add(-time.Hour), ReadyAt: at.Add(-59 * time.Minute), RunningJobs: 1, JobsDone: 30}}
+	busy := policy.Droplet{ID: 1, State: policy.Ready, CreatedAt: at.Add(-time.Hour), ReadyAt: at.Add(-59 * time.Minute), RunningJobs: 1, JobsDone: 30}
+	decides := shoalDecides()
 	decide := func(st policy.State, now time.Time, pending []policy.Job) policy.State {
-		_, st = pol.Decide(policy.Snapshot{Now: now, Billing: config.BillingPerSecond,
-			Pools: []policy.Pool{{Settings: set, Pending: pending, Droplets: busy}}}, st)
+		_, st = decides(st, now, pending, busy)
 		return st
 	}
 	st := decide(policy.State{}, at.Add(5*time.Second), queued)

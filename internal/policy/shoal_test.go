@@ -229,14 +229,8 @@ func TestShoalWarmFromArrivalRate(t *testing.T) {
 }
 
 func TestShoalLearnsTimeOfDay(t *testing.T) {
-	pol := policy.NewShoal()
-	set := settings(nil)
-	set.MaxInstances = 300
 	day1 := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
-	decide := func(st policy.State, at time.Time, pending []policy.Job) ([]policy.Decision, policy.State) {
-		return pol.Decide(policy.Snapshot{Now: at, Billing: config.BillingPerSecond,
-			Pools: []policy.Pool{{Settings: set, Pending: pending}}}, st)
-	}
+	decide := shoalDecides()
 	// night returns the state after a night whose 02:00 brought n jobs (and,
 	// at 10:37, an ordinary pipeline of 4), seen 5 s later and gone by 02:10.
 	night := func(st policy.State, day int, n int) policy.State {

@@ -171,7 +171,7 @@ var _ reconcile.Runners = (*Hosts)(nil)
 // contact for two hours) is dead, and counts as draining.
 //
 // On the first call, the runners of the fleet found at start are asked over
-// SSH whether they still run (see adopt).
+// SSH whether they still run (see stopped).
 func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cloud.Droplet) (reconcile.Observation, error) {
 	now := h.cfg.Clock.Now()
 	contacted := map[string]demand.Manager{}
@@ -180,27 +180,19 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 			contacted[m.SystemID] = m
 		}
 	}
-	// registered dates a runner's registration: when GitLab first heard from
-	// it, or now, the first time shoal sees it, if GitLab does not say.
-	registered := func(m demand.Manager) time.Time {
-		if m.CreatedAt.IsZero() || m.CreatedAt.After(now) {
-			return now
-		}
-		return m.CreatedAt
-	}
 	h.mu.Lock()
 	first := !h.started
 	h.started = true
 	h.mu.Unlock()
+	var stopped map[int]bool // of the fleet found at start
 	if first {
 		var found []cloud.Droplet
-		var at []time.Time
 		for _, d := range droplets {
-			if m, ok := contacted[SystemID(d.Name)]; ok {
-				found, at = append(found, d), append(at, registered(m))
+			if _, ok := contacted[SystemID(d.Name)]; ok {
+				found = append(found, d)
 			}
 		}
-		h.adopt(ctx, found, at)
+		stopped = h.stopped(ctx, found)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -215,7 +207,16 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 			continue
 		}
 		if hs == nil {
-			hs = &host{registeredAt: registered(m), running: map[int64]bool{}}
+			// Registered when GitLab first heard from it, or now, the first
+			// time shoal sees it, if GitLab does not say.
+			hs = &host{registeredAt: m.CreatedAt, running: map[int64]bool{}}
+			if m.CreatedAt.IsZero() || m.CreatedAt.After(now) {
+				hs.registeredAt = now
+			}
+			if stopped[d.ID] {
+				hs.drainedAt = now
+				h.cfg.Logger.Info("a runner found at start was stopped before it; its Droplet goes once its jobs end", "droplet", d.Name)
+			}
 			h.seen[d.ID] = hs
 		}
 		running := map[int64]bool{}
@@ -240,16 +241,16 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 	return obs, nil
 }
 
-// adopt asks the runners of the fleet found at start, over SSH and without
-// changing anything, whether they still run. One stopped before the start (a
+// stopped asks the runners of the fleet found at start, over SSH and without
+// changing anything, whether they still run, and returns the Droplets of
+// those that do not. One stopped before the start (a
 // drain this daemon began before a restart, a person, a crash) takes no job:
 // it counts as drained, so the policy neither counts on its slots nor keeps
 // its Droplet. GitLab cannot tell: it calls a runner online for two hours
 // after its last contact, and behind Workhorse's long polling an idle runner
 // may not reach GitLab's API servers, which date that contact, for an hour.
-// A runner that cannot be asked counts as running. registeredAt dates each
-// runner's registration.
-func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []time.Time) {
+// A runner that cannot be asked counts as running.
+func (h *Hosts) stopped(ctx context.Context, ds []cloud.Droplet) map[int]bool {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.AdoptWithin)
 	defer cancel()
 	stopped := make([]bool, len(ds))
@@ -268,17 +269,13 @@ func (h *Hosts) adopt(ctx context.Context, ds []cloud.Droplet, registeredAt []ti
 		})
 	}
 	_ = g.Wait()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := h.cfg.Clock.Now()
+	out := map[int]bool{}
 	for i, d := range ds {
-		hs := &host{registeredAt: registeredAt[i], running: map[int64]bool{}}
 		if stopped[i] {
-			hs.drainedAt = now
-			h.cfg.Logger.Info("a runner found at start was stopped before it; its Droplet goes once its jobs end", "droplet", d.Name)
+			out[d.ID] = true
 		}
-		h.seen[d.ID] = hs
 	}
+	return out
 }
 
 // Drain stops the Droplet's runner over SSH: it takes no new job and exits
