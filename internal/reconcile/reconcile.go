@@ -75,6 +75,13 @@ type Runners interface {
 // drains it again.
 var ErrNoAddress = errors.New("no address in the last listing")
 
+// ErrUnreachable: the Droplet's runner has not answered for so long that
+// waiting longer is pointless. It may still be taking jobs, so the reconciler
+// does not delete the Droplet: it shuts it down gracefully (DigitalOcean's
+// shutdown action, in which the runner finishes its jobs first) and deletes
+// it once it is off.
+var ErrUnreachable = errors.New("runner unreachable")
+
 // Config tunes a Reconciler.
 type Config struct {
 	Pools   []config.Pool
