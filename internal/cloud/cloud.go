@@ -27,6 +27,9 @@ type Cloud interface {
 	DeleteDroplet(ctx context.Context, id int) error
 	// DropletAction starts power_off, power_on, shutdown, reboot or power_cycle and waits for it.
 	DropletAction(ctx context.Context, id int, actionType string) (Action, error)
+	// StartDropletAction starts one and returns without waiting: a graceful
+	// shutdown lasts as long as the jobs the runner finishes first.
+	StartDropletAction(ctx context.Context, id int, actionType string) (Action, error)
 
 	CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error)
 	// ListVolumes lists volumes, filtered by name and region when given.

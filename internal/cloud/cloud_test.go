@@ -404,7 +404,7 @@ func TestMayHaveTakenEffect(t *testing.T) {
 	_, cutOff := cut.CreateDroplets(ctx, spec, names("cut", 2))
 
 	// A create answered 500 (made or not, nobody knows), whose retry the
-	// budget stopped after the lookup found nothing.
+	// budget stopped after the first lookup found nothing.
 	failedOnce := false
 	flaky := interpose(t, f, func(w http.ResponseWriter, r *http.Request) bool {
 		if !isCreate(r) || failedOnce {

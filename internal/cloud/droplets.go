@@ -74,13 +74,23 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 		}
 		uncertain = err
 		// Made or not? Look, on the last attempt too: what exists is made.
-		found, lerr := d.findByName(ctx, spec.Tags, pending)
-		if lerr != nil {
-			return fail(fmt.Errorf("%w; and checking whether they were made failed: %v", err, lerr))
-		}
-		for _, f := range found {
-			made = append(made, f)
-			pending = slices.DeleteFunc(pending, func(n string) bool { return n == f.Name })
+		// Listings are eventually consistent: a Droplet just made may show up
+		// only seconds later, so what is missing is looked for once more,
+		// listSettle later, before it is created again.
+		for look := 0; look < 2 && len(pending) > 0; look++ {
+			if look > 0 {
+				if serr := d.clock.Sleep(ctx, listSettle); serr != nil {
+					return fail(err)
+				}
+			}
+			found, lerr := d.findByName(ctx, spec.Tags, pending)
+			if lerr != nil {
+				return fail(fmt.Errorf("%w (%w); and checking whether they were made failed: %w", err, errMaybeMade, lerr))
+			}
+			for _, f := range found {
+				made = append(made, f)
+				pending = slices.DeleteFunc(pending, func(n string) bool { return n == f.Name })
+			}
 		}
 		if len(pending) == 0 {
 			return made, nil
@@ -88,11 +98,12 @@ func (d *DO) createChunk(ctx context.Context, spec DropletSpec, names []string) 
 		if attempt >= d.cfg.MaxRetries {
 			return fail(err)
 		}
-		if serr := d.clock.Sleep(ctx, backoff(attempt)); serr != nil {
-			return fail(err)
-		}
 	}
 }
+
+// listSettle is how long a Droplet just made may take to show up in
+// listings; DigitalOcean's users report "a couple of seconds".
+const listSettle = 10 * time.Second
 
 func (d *DO) postDroplets(ctx context.Context, spec DropletSpec, names []string) ([]godo.Droplet, *godo.Response, error) {
 	img := godo.DropletCreateImage{Slug: spec.Image}
@@ -185,13 +196,29 @@ func (d *DO) DeleteDroplet(ctx context.Context, id int) error {
 }
 
 func (d *DO) DropletAction(ctx context.Context, id int, actionType string) (Action, error) {
+	a, err := d.startAction(ctx, id, actionType)
+	if err != nil {
+		return Action{}, err
+	}
+	return d.waitAction(ctx, a)
+}
+
+func (d *DO) StartDropletAction(ctx context.Context, id int, actionType string) (Action, error) {
+	a, err := d.startAction(ctx, id, actionType)
+	if err != nil {
+		return Action{}, err
+	}
+	return toAction(a), nil
+}
+
+func (d *DO) startAction(ctx context.Context, id int, actionType string) (*godo.Action, error) {
 	start := map[string]func(context.Context, int) (*godo.Action, *godo.Response, error){
 		"power_off": d.c.DropletActions.PowerOff, "power_on": d.c.DropletActions.PowerOn,
 		"shutdown": d.c.DropletActions.Shutdown, "reboot": d.c.DropletActions.Reboot,
 		"power_cycle": d.c.DropletActions.PowerCycle,
 	}[actionType]
 	if start == nil {
-		return Action{}, fmt.Errorf("droplet action %q: %w: use power_off, power_on, shutdown, reboot or power_cycle", actionType, ErrInvalid)
+		return nil, fmt.Errorf("droplet action %q: %w: use power_off, power_on, shutdown, reboot or power_cycle", actionType, ErrInvalid)
 	}
 	var a *godo.Action
 	// An action that failed with 5xx may still have started; DigitalOcean then
@@ -201,7 +228,7 @@ func (d *DO) DropletAction(ctx context.Context, id int, actionType string) (Acti
 		return resp, err
 	})
 	if err != nil {
-		return Action{}, fmt.Errorf("%s droplet %d: %w", actionType, id, err)
+		return nil, fmt.Errorf("%s droplet %d: %w", actionType, id, err)
 	}
-	return d.waitAction(ctx, a)
+	return a, nil
 }

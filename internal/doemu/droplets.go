@@ -288,9 +288,13 @@ func (s *Server) listDroplets(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.clock.Now()
 	matched := make([]*droplet, 0, len(s.dropletOrder))
 	for _, id := range s.dropletOrder {
 		d := s.droplets[id]
+		if now.Sub(d.created) < s.opts.Faults.ListLag {
+			continue
+		}
 		if (tag == "" || slices.Contains(d.tags, tag)) && (name == "" || d.name == name) {
 			matched = append(matched, d)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Faults injects the failures a client of DigitalOcean's API must survive. Draws
@@ -19,6 +20,10 @@ type Faults struct {
 	// LostCreateRate is the fraction of Droplet creates that make the Droplets and
 	// then answer 500: the case that turns a client's retry into a duplicate.
 	LostCreateRate float64
+	// ListLag hides Droplets younger than this from Droplet listings (a Get by
+	// ID still finds them): DigitalOcean's listings are eventually consistent,
+	// and a Droplet just made shows up in them a few seconds later.
+	ListLag time.Duration
 }
 
 func (f Faults) validate() error {
@@ -29,6 +34,9 @@ func (f Faults) validate() error {
 		if rate < 0 || rate > 1 {
 			errs = append(errs, fmt.Errorf("fault %s %v is not a fraction between 0 and 1", name, rate))
 		}
+	}
+	if f.ListLag < 0 {
+		errs = append(errs, errors.New("fault list lag must not be negative"))
 	}
 	if f.Latency.Min < 0 || f.Latency.Max < 0 {
 		errs = append(errs, errors.New("fault latency must not be negative"))

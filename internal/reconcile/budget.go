@@ -11,6 +11,15 @@ import (
 type budget struct {
 	perMinute, perHour int
 	times              []time.Time // ascending, the last hour
+	blockedUntil       time.Time   // after a 429: nothing until then
+}
+
+// block spends nothing until t (a 429 said the limit is reached), without
+// booking requests that were never made into the hourly window.
+func (b *budget) block(t time.Time) {
+	if t.After(b.blockedUntil) {
+		b.blockedUntil = t
+	}
 }
 
 func (b *budget) trim(now time.Time) {
@@ -30,6 +39,9 @@ func (b *budget) record(now time.Time, n int) {
 
 // available is how many more requests fit in both windows at now.
 func (b *budget) available(now time.Time) int {
+	if now.Before(b.blockedUntil) {
+		return 0
+	}
 	b.trim(now)
 	inMinute := 0
 	for i := len(b.times) - 1; i >= 0 && now.Sub(b.times[i]) < time.Minute; i-- {

@@ -130,6 +130,7 @@ type Reconciler struct {
 	listedAt time.Time         // zero until the first listing
 	foreign  map[int]bool      // Droplets tagged shoal that shoal did not make, said once
 	offSince map[int]time.Time // when a listing first showed each Droplet powered off
+	shutAt   map[int]time.Time // when a graceful shutdown of an unreachable Droplet was asked for
 }
 
 // New returns a Reconciler.
@@ -166,7 +167,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
 		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{},
-		state: cfg.State}
+		shutAt: map[int]time.Time{}, state: cfg.State}
 }
 
 // State is what the policy has learned so far. Not safe to call during a Step.
@@ -229,7 +230,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		if err != nil {
 			return rep, fmt.Errorf("list the fleet: %w", err)
 		}
-		r.fleet, r.listedAt = r.owned(listed), now
+		r.fleet, r.listedAt = r.withUnlisted(now, r.owned(listed)), now
 		r.noteOff(now)
 	}
 	droplets := slices.Clone(r.fleet)
@@ -267,6 +268,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	for id := range r.drained { // deleted by someone else
 		if _, ok := byID[id]; !ok {
 			delete(r.drained, id)
+		}
+	}
+	for id := range r.shutAt {
+		if _, ok := byID[id]; !ok {
+			delete(r.shutAt, id)
 		}
 	}
 	// Droplets to retire, with why: reaped, or of a pool no longer
@@ -328,11 +334,14 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	for _, a := range retiring {
-		if status[a.d.ID].Registered {
+		if !quiet(a.d, status[a.d.ID]) {
 			draining = append(draining, a)
 		}
 	}
-	running := r.drainAll(ctx, spend, &rep, draining)
+	running, unreachable := r.drainAll(ctx, spend, &rep, draining)
+	for _, a := range unreachable {
+		r.shutdown(spend, &rep, a.d, avail)
+	}
 	for _, a := range retiring {
 		r.retire(spend, &rep, a, status[a.d.ID], running, avail)
 	}
@@ -415,6 +424,22 @@ func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) stri
 	return ""
 }
 
+// unlistedFor is how long a Droplet this Reconciler made is kept though a
+// listing does not show it: listings are eventually consistent, and a
+// Droplet dropped from the cache would be created again.
+const unlistedFor = 2 * time.Minute
+
+// withUnlisted adds to a fresh listing the Droplets this Reconciler made in
+// the last unlistedFor that it does not show yet.
+func (r *Reconciler) withUnlisted(now time.Time, listed []cloud.Droplet) []cloud.Droplet {
+	for _, d := range r.fleet {
+		if now.Sub(d.Created) < unlistedFor && !slices.ContainsFunc(listed, func(x cloud.Droplet) bool { return x.ID == d.ID }) {
+			listed = append(listed, d)
+		}
+	}
+	return listed
+}
+
 // noteOff records when each Droplet was first listed powered off: it is
 // reaped StuckOff after that, not after its creation (a Droplet that ran for
 // an hour and was just switched off may be coming back).
@@ -450,9 +475,10 @@ func toPolicy(d cloud.Droplet, st RunnerStatus) policy.Droplet {
 }
 
 // drainAll drains the runners of these Droplets, up to cfg.Drains at a
-// time, and returns the jobs each still runs; a Droplet whose drain failed is
-// missing from the result. Cloud lookups go through spend.
-func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []action) map[int]int {
+// time, and returns the jobs each still runs, and the Droplets whose runners
+// cannot be reached (ErrUnreachable); a Droplet whose drain failed is missing
+// from the first. Cloud lookups go through spend.
+func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []action) (map[int]int, []action) {
 	type result struct {
 		running int
 		err     error
@@ -502,8 +528,11 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 	// In order, so that reports and logs do not depend on which drain
 	// answered first.
 	running := make(map[int]int, len(as))
+	var unreachable []action
 	for i, a := range as {
 		switch res := results[i]; {
+		case errors.Is(res.err, ErrUnreachable):
+			unreachable = append(unreachable, a)
 		case res.err != nil:
 			rep.failed("drain "+a.d.Name, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
 		default:
@@ -515,15 +544,49 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 			}
 		}
 	}
-	return running
+	return running, unreachable
+}
+
+// quiet: nothing can run on the Droplet, so it goes without a drain: it is
+// powered off, or still "new" with no runner seen. Any other may run a runner
+// shoal cannot see (its pool was removed, or uses another runner now), with
+// jobs: it is asked first.
+func quiet(d cloud.Droplet, st RunnerStatus) bool {
+	return d.Status == "off" || d.Status == "new" && !st.Registered
+}
+
+// shutdownEvery is how often a graceful shutdown is asked again of a
+// Droplet still not off (DigitalOcean may have failed the action).
+const shutdownEvery = 10 * time.Minute
+
+// shutdown asks DigitalOcean to shut a Droplet down gracefully, its runner
+// being unreachable: systemd stops gitlab-runner as a drain does (SIGQUIT,
+// no timeout), so its jobs finish first. Once the Droplet is off, retire
+// deletes it.
+func (r *Reconciler) shutdown(ctx context.Context, rep *Report, d cloud.Droplet, avail func() int) {
+	now := r.clock.Now()
+	if at, ok := r.shutAt[d.ID]; d.Status == "off" || ok && now.Sub(at) < shutdownEvery {
+		return
+	}
+	if avail() < 1 {
+		rep.Deferred = append(rep.Deferred, "shut down "+d.Name)
+		return
+	}
+	if _, err := r.cloud.StartDropletAction(ctx, d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
+		rep.failed("shut down "+d.Name, err)
+		return
+	}
+	r.shutAt[d.ID] = now
+	r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
+		"droplet", d.Name)
 }
 
 // retire deletes a Droplet once its runner is drained and idle: running says
 // what each drained runner still runs. A Droplet still running jobs, or whose
 // drain failed, is left for a later Step. Never kill a job.
 func (r *Reconciler) retire(ctx context.Context, rep *Report, a action, st RunnerStatus, running map[int]int, avail func() int) {
-	n := st.Running
-	if st.Registered {
+	n := 0
+	if !quiet(a.d, st) {
 		var ok bool
 		if n, ok = running[a.d.ID]; !ok {
 			return
@@ -582,7 +645,7 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 			r.listedAt = time.Time{}
 		}
 		if errors.Is(err, cloud.ErrRateLimited) {
-			r.budget.record(r.clock.Now(), r.budget.perMinute) // back off for the rest of the minute
+			r.budget.block(r.clock.Now().Add(time.Minute)) // back off for a minute
 		}
 	}
 	r.log.Info("created droplets", "pool", pool.Name, "count", len(made), "reason", dec.Reason)
