@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,25 +43,77 @@ func SystemID(name string) string {
 // ServiceName is the systemd unit that runs gitlab-runner on a runner Droplet.
 const ServiceName = "gitlab-runner.service"
 
+// jobLabel is the label gitlab-runner's Docker executor puts on every
+// container of a job (build, helper, services), with the job's ID as value
+// (executors/docker/internal/labels).
+const jobLabel = "com.gitlab.gitlab-runner.job.id"
+
+// jobsCommand prints Jobs=N: how many jobs have containers running on the
+// Droplet, counted by their distinct job IDs. It prints nothing when Docker
+// does not answer (not installed, not running, or slower than 10 s), so
+// that the count is unknown rather than 0. It always exits 0.
+const jobsCommand = `if j=$(timeout 10 docker ps --filter label=` + jobLabel + ` --format '{{.Label "` + jobLabel + `"}}' 2>/dev/null); ` +
+	`then printf 'Jobs=%s\n' "$(printf '%s\n' "$j" | sort -u | grep -c .)"; fi`
+
 // showCommand prints whether the runner unit exists (LoadState=loaded) and
 // whether the runner runs (ActiveState=active), is finishing its jobs after
-// a stop (deactivating), or has exited (inactive, failed).
-const showCommand = "systemctl show -p LoadState,ActiveState " + ServiceName
+// a stop (deactivating), or has exited (inactive, failed); then, as
+// jobsCommand, how many jobs have containers running. It changes nothing.
+const showCommand = "systemctl show -p LoadState,ActiveState " + ServiceName + "; " + jobsCommand
 
-// drainCommand stops the runner the graceful way (the unit's KillSignal is
-// SIGQUIT: take no new job, finish the running ones, then exit) without
-// waiting, then shows its state. Safe to repeat.
-const drainCommand = "systemctl stop --no-block " + ServiceName + "; " + showCommand
+// drainedDropIn is a runtime drop-in a drain leaves on the Droplet: as long
+// as it exists the runner unit does not start again (its condition fails, and
+// systemd skips the start without an error), whoever asks: a cloud-init still
+// installing the runner (the package's postinst starts it), the setup
+// script's own start, a person. Under /run it is gone after a reboot.
+// (`systemctl mask --runtime` would not do: its link in /run/systemd/system
+// is shadowed by the unit file `gitlab-runner install` writes to
+// /etc/systemd/system, whereas drop-ins of every directory apply.)
+const drainedDropIn = "/run/systemd/system/" + ServiceName + ".d/shoal-drained.conf"
 
-// unitState parses showCommand's output.
-func unitState(out string) (loaded bool, active string) {
+// drainCommand is drainCommandFor(drainedDropIn).
+var drainCommand = drainCommandFor(drainedDropIn)
+
+// drainCommandFor stops the runner the graceful way (the unit's KillSignal
+// is SIGQUIT: take no new job, finish the running ones, then exit) without
+// waiting, keeps it from starting again with the drop-in at dropIn (written
+// once, then systemd reloads), then shows its state as showCommand. Safe to
+// repeat, and harmless where the runner is not installed yet or has exited.
+func drainCommandFor(dropIn string) string {
+	dir := dropIn[:strings.LastIndex(dropIn, "/")]
+	return "systemctl stop --no-block " + ServiceName + "; " +
+		"[ -e " + dropIn + " ] || { mkdir -p " + dir + " && " +
+		"printf '[Unit]\\nConditionPathExists=!%s\\n' " + dropIn + " > " + dropIn + ".tmp && " +
+		"mv " + dropIn + ".tmp " + dropIn + " && systemctl daemon-reload; }; " +
+		showCommand
+}
+
+// unitStatus is what showCommand prints.
+type unitStatus struct {
+	load   string // LoadState: loaded, not-found, masked…; "" if not printed
+	active string // ActiveState
+	jobs   int    // jobs with containers running
+	known  bool   // jobs is known: Docker answered
+}
+
+// parseStatus parses showCommand's output.
+func parseStatus(out string) unitStatus {
 	props := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
 			props[k] = v
 		}
 	}
-	return props["LoadState"] == "loaded", props["ActiveState"]
+	st := unitStatus{load: props["LoadState"], active: props["ActiveState"]}
+	if n, err := strconv.Atoi(props["Jobs"]); err == nil && n >= 0 {
+		st.jobs, st.known = n, true
+	}
+	return st
+}
+
+// exited: the runner process is not there (an unknown state counts as there).
+func (st unitStatus) exited() bool {
+	return st.active == "inactive" || st.active == "failed"
 }
 
 // Config says how to reach the runners.
@@ -84,10 +137,13 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeout bounds one drain: dial, handshake and command (default 30 s).
 	Timeout time.Duration
-	// GiveUpAfter is how long drains of a Droplet may keep failing (no SSH
-	// route, a broken image), or its runner may keep from exiting after a
-	// drain, before it counts as drained when GitLab lists no job running
-	// on it, so such a Droplet is not paid for forever (default 10 minutes).
+	// GiveUpAfter bounds two waits, so that no Droplet is paid for forever
+	// (default 10 minutes). A Droplet whose drains keep failing that long
+	// (no SSH route, a broken image) is unreachable: Drain fails with
+	// reconcile.ErrUnreachable, and the reconciler shuts it down gracefully.
+	// A runner that has not exited that long after its drain, with no job
+	// container running on its Droplet and no job listed in GitLab all that
+	// time, is stuck, and counts as drained.
 	GiveUpAfter time.Duration
 	// AdoptWithin bounds how long the runners found at start may take, all
 	// together, to say whether they still run (default 2 minutes): when SSH
@@ -107,8 +163,10 @@ type Hosts struct {
 	started bool          // Observe has run: the fleet found at start is adopted
 }
 
-// host is what shoal has seen of one Droplet's runner.
+// host is what shoal has seen of one Droplet's runner: of a registered one,
+// what GitLab says; of any drained one, how its drains went.
 type host struct {
+	registered   bool // its runner manager has contacted GitLab
 	registeredAt time.Time
 	running      map[int64]bool // job IDs at the last look
 	done         int
@@ -116,14 +174,18 @@ type host struct {
 	drainedAt    time.Time // when it was first drained (zero: not draining)
 	failingSince time.Time // the first of the drains failing one after another
 	failedAt     time.Time // the last failed drain, zero after a drain that worked
+	idleSince    time.Time // the first of the drains finding it alive with no job, one after another
+	idleAt       time.Time // the last of them, zero after a drain that did not
+	warned       bool      // that it cannot be told stuck was logged
 }
 
 // adoptAtOnce is how many runners found at start are asked at once whether
 // they still run.
 const adoptAtOnce = 10
 
-// failRun is the longest gap between two failed drains that still counts as
-// failing one after another: the reconciler retries every interval.
+// failRun is the longest gap between two failed drains (or two finding the
+// runner alive with no job) that still counts as one after another: the
+// reconciler drains a retiring Droplet again every interval.
 const failRun = 2 * time.Minute
 
 // New returns Hosts.
@@ -206,18 +268,22 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 		if !ok {
 			continue
 		}
-		if hs == nil {
+		if hs == nil || !hs.registered {
 			// Registered when GitLab first heard from it, or now, the first
-			// time shoal sees it, if GitLab does not say.
-			hs = &host{registeredAt: m.CreatedAt, running: map[int64]bool{}}
+			// time shoal sees it, if GitLab does not say. A Droplet drained
+			// before its runner registered keeps its drain.
+			if hs == nil {
+				hs = &host{}
+				h.seen[d.ID] = hs
+			}
+			hs.registered, hs.registeredAt, hs.running = true, m.CreatedAt, map[int64]bool{}
 			if m.CreatedAt.IsZero() || m.CreatedAt.After(now) {
 				hs.registeredAt = now
 			}
-			if stopped[d.ID] {
+			if stopped[d.ID] && hs.drainedAt.IsZero() {
 				hs.drainedAt = now
 				h.cfg.Logger.Info("a runner found at start was stopped before it; its Droplet goes once its jobs end", "droplet", d.Name)
 			}
-			h.seen[d.ID] = hs
 		}
 		running := map[int64]bool{}
 		for _, j := range snap.RunningBySystemID[sid] {
@@ -263,8 +329,8 @@ func (h *Hosts) stopped(ctx context.Context, ds []cloud.Droplet) map[int]bool {
 				h.cfg.Logger.Warn("cannot ask a runner found at start whether it runs; it counts as running", "droplet", d.Name, "error", err)
 				return nil
 			}
-			loaded, state := unitState(out)
-			stopped[i] = loaded && state != "active" && state != "activating" && state != "reloading"
+			st := parseStatus(out)
+			stopped[i] = st.load == "loaded" && st.active != "active" && st.active != "activating" && st.active != "reloading"
 			return nil
 		})
 	}
@@ -278,62 +344,97 @@ func (h *Hosts) stopped(ctx context.Context, ds []cloud.Droplet) map[int]bool {
 	return out
 }
 
-// Drain stops the Droplet's runner over SSH: it takes no new job and exits
-// when its jobs are done. The count is what GitLab listed running on it at
-// the last Observe, and at least one while the runner process is still there,
-// so a job taken since that look is never cut off.
+// Drain stops the Droplet's runner over SSH (drainCommand): it takes no new
+// job, exits when its jobs are done, and does not start again. While the
+// runner process is there, the count is at least one, at least what GitLab
+// listed running on it at the last Observe (a job taken since that look is
+// never cut off), and at least how many jobs have containers running on the
+// Droplet (GitLab lists only the jobs of projects shoal's token can see).
+//
+// A Droplet whose runner never registered is asked too: it may run a runner
+// shoal cannot see (its pool was removed from the config, or the pool uses
+// another runner now), with jobs. Where the runner is not installed yet (a
+// cloud-init still at work) or has exited, it counts as drained at once: the
+// drain keeps it from starting.
+//
+// A drain failing for GiveUpAfter fails with reconcile.ErrUnreachable; a
+// runner alive GiveUpAfter after its drain, with neither a job container nor
+// a job in GitLab all that time, is stuck and counts as drained. Nothing else
+// counts an unanswered runner as drained.
 func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	h.mu.Lock()
 	hs := h.seen[d.ID]
-	running := 0
-	if hs != nil {
-		running = len(hs.running)
-	}
-	h.mu.Unlock()
 	if hs == nil {
-		// The runner never contacted GitLab, so it holds no job; a runner
-		// that is starting just now dies with its Droplet before taking one.
-		return 0, nil
+		// Never registered: its drain is remembered all the same. Observe
+		// forgets it with the Droplet.
+		hs = &host{}
+		h.seen[d.ID] = hs
 	}
-	state, err := h.run(ctx, d, drainCommand)
+	registered, running := hs.registered, len(hs.running)
+	h.mu.Unlock()
+	out, err := h.run(ctx, d, drainCommand)
 	now := h.cfg.Clock.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
+		if ctx.Err() != nil {
+			return running, fmt.Errorf("drain runner on %s: %w", d.Name, err) // shoal stopping
+		}
+		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
 		if now.Sub(hs.failedAt) > failRun {
 			hs.failingSince = now
 		}
 		hs.failedAt = now
-		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter && running == 0 {
-			h.cfg.Logger.Warn("cannot reach the runner to drain it; GitLab lists no job on it, so it counts as drained",
+		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter {
+			// The runner may still be taking jobs: only a graceful shutdown
+			// of the Droplet stops it safely now.
+			h.cfg.Logger.Warn("cannot reach the runner to drain it; its Droplet is to be shut down gracefully",
 				"droplet", d.Name, "failing_for", failing.Round(time.Second), "error", err)
-			if hs.drainedAt.IsZero() {
-				hs.drainedAt = now
-			}
-			return 0, nil
+			return max(running, 1), fmt.Errorf("drain runner on %s: failing for %s (last: %v): %w",
+				d.Name, failing.Round(time.Second), err, reconcile.ErrUnreachable)
 		}
-		return running, fmt.Errorf("drain runner on %s: %w", d.Name, err)
+		return max(running, 1), fmt.Errorf("drain runner on %s: %w", d.Name, err)
 	}
 	hs.failedAt = time.Time{}
 	if hs.drainedAt.IsZero() {
 		hs.drainedAt = now
 	}
-	loaded, active := unitState(state)
-	if !loaded {
-		return max(running, 1), fmt.Errorf("drain runner on %s: there is no loaded %s on it: shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName)
+	st := parseStatus(out)
+	if !registered && st.exited() && (st.load == "not-found" || st.load == "loaded" || st.load == "masked") {
+		// Not installed yet, or exited: it runs no job, and the drain keeps
+		// it from starting before its Droplet is gone.
+		return 0, nil
 	}
-	switch active {
-	case "inactive", "failed":
+	if st.load != "loaded" && (registered || st.load == "") {
+		return max(running, st.jobs, 1), fmt.Errorf("drain runner on %s: there is no loaded %s on it (LoadState=%q): shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName, st.load)
+	}
+	if st.exited() {
 		// Exited: GitLab may still list a job it is closing; wait for that.
+		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
 		return running, nil
 	}
 	// activating, active, deactivating, reloading: the runner has not exited.
-	if stuck := now.Sub(hs.drainedAt); running == 0 && stuck >= h.cfg.GiveUpAfter {
-		h.cfg.Logger.Warn("the runner has not exited since it was drained, yet GitLab lists no job on it; it counts as drained",
-			"droplet", d.Name, "drained_for", stuck.Round(time.Second))
+	busy := max(running, st.jobs, 1)
+	if running > 0 || !st.known || st.jobs > 0 {
+		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
+		if !st.known && running == 0 && !hs.warned && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
+			hs.warned = true
+			h.cfg.Logger.Warn("the runner has not exited since it was drained, and Docker on its Droplet does not say what runs; it counts as busy until it exits",
+				"droplet", d.Name, "drained_for", now.Sub(hs.drainedAt).Round(time.Second))
+		}
+		return busy, nil
+	}
+	// Alive, with no job container and no job in GitLab.
+	if hs.idleAt.IsZero() || now.Sub(hs.idleAt) > failRun {
+		hs.idleSince = now
+	}
+	hs.idleAt = now
+	if idle := now.Sub(hs.idleSince); idle >= h.cfg.GiveUpAfter && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
+		h.cfg.Logger.Warn("the runner has not exited since it was drained, yet no job has run on it for a while; it counts as drained",
+			"droplet", d.Name, "drained_for", now.Sub(hs.drainedAt).Round(time.Second), "idle_for", idle.Round(time.Second))
 		return 0, nil
 	}
-	return max(running, 1), nil
+	return busy, nil
 }
 
 var errHostKey = errors.New("host key mismatch")

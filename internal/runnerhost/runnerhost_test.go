@@ -110,7 +110,7 @@ func TestUserData(t *testing.T) {
 		t.Errorf("config.toml = %+v", rc)
 	}
 	dropIn := files["/etc/systemd/system/gitlab-runner.service.d/shoal.conf"]
-	for _, line := range []string{"KillSignal=SIGQUIT", "TimeoutStopSec=infinity"} {
+	for _, line := range []string{"KillSignal=SIGQUIT", "KillMode=mixed", "TimeoutStopSec=infinity"} {
 		if !strings.Contains(dropIn, line) {
 			t.Errorf("the runner unit's drop-in lacks %s: a drain would kill jobs", line)
 		}
@@ -123,6 +123,11 @@ func TestUserData(t *testing.T) {
 	}
 	checkDropIn(t, dropIn)
 	checkCloudConfig(t, ud)
+	// apt waits for the dpkg lock that a fresh image's apt-daily and
+	// unattended-upgrades hold right after the first boot.
+	if got := files["/etc/apt/apt.conf.d/90shoal-dpkg-lock"]; !regexp.MustCompile(`(?m)^DPkg::Lock::Timeout "[1-9][0-9]*";$`).MatchString(got) {
+		t.Errorf("the apt configuration is %q; want a DPkg::Lock::Timeout", got)
+	}
 
 	if len(doc.RunCmd) != 1 || len(doc.RunCmd[0]) != 3 {
 		t.Fatalf("runcmd = %q", doc.RunCmd)
@@ -133,11 +138,16 @@ func TestUserData(t *testing.T) {
 			t.Errorf("setup script does not parse: %v\n%s", err, out)
 		}
 	}
-	for _, part := range []string{".runner_system_id", "systemctl restart gitlab-runner.service"} {
+	for _, part := range []string{".runner_system_id", "systemctl enable --now gitlab-runner.service"} {
 		if !strings.Contains(script, part) {
 			t.Errorf("setup script lacks %q", part)
 		}
 	}
+	// Piped into sh (no pipefail), a failed download runs nothing and succeeds.
+	if pipe := regexp.MustCompile(`\|\s*(sudo\s+)?(ba|da)?sh\b`).FindString(script); pipe != "" {
+		t.Errorf("setup script pipes into a shell (%q): a failed download would go unnoticed", pipe)
+	}
+	checkSetupScript(t, script)
 
 	if _, err := runnerhost.UserData(key, runnerhost.RunnerSpec{GitLabURL: "https://gitlab.example.com"}); err == nil {
 		t.Error("user data without a runner token was accepted")
@@ -217,10 +227,11 @@ func TestLoadHostKeyMakesItOnceAndKeepsIt(t *testing.T) {
 	}
 }
 
-// What systemctl show prints for the runner unit.
+// What the show command prints for the runner unit, and how many jobs have
+// containers running.
 const (
-	exited  = "LoadState=loaded\nActiveState=inactive\n"
-	exiting = "LoadState=loaded\nActiveState=deactivating\n"
+	exited  = "LoadState=loaded\nActiveState=inactive\nJobs=0\n"
+	exiting = "LoadState=loaded\nActiveState=deactivating\nJobs=0\n"
 	noUnit  = "LoadState=not-found\nActiveState=inactive\n"
 )
 
@@ -316,9 +327,10 @@ func TestObserveAndDrain(t *testing.T) {
 		t.Errorf("after its job a = %+v: want idle since now, one job done", st)
 	}
 
-	// A runner that never registered holds no job: no SSH needed.
-	if n, err := hosts.Drain(ctx, b); err != nil || n != 0 || srv.count() != 0 {
-		t.Errorf("drain of unregistered b = %d, %v after %d commands: want 0 without SSH", n, err, srv.count())
+	// A runner that never registered may run all the same: it is asked, and
+	// counts as drained once it says it has exited.
+	if n, err := hosts.Drain(ctx, b); err != nil || n != 0 || srv.count() != 1 {
+		t.Errorf("drain of unregistered b = %d, %v after %d commands: want 0 after asking it", n, err, srv.count())
 	}
 
 	// a's runner still finishing a job it took since the last look counts as busy.
@@ -330,21 +342,27 @@ func TestObserveAndDrain(t *testing.T) {
 	if !obs.Droplets[1].Draining {
 		t.Error("a is not reported draining after a drain")
 	}
-	// A runner that does not exit though GitLab lists nothing on it counts
-	// as drained after GiveUpAfter.
-	clk.Advance(10 * time.Minute)
+	// A runner that does not exit though neither GitLab nor Docker lists a
+	// job on it counts as drained once that has lasted GiveUpAfter.
+	for i := range 4 {
+		clk.Advance(2 * time.Minute)
+		if n, err := hosts.Drain(ctx, a); err != nil || n != 1 {
+			t.Errorf("drain of a runner exiting with no job for %d minutes = %d, %v: want 1", 2*(i+1), n, err)
+		}
+	}
+	clk.Advance(2 * time.Minute)
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
-		t.Errorf("drain of a runner stuck exiting for 10 minutes with no job listed = %d, %v: want 0", n, err)
+		t.Errorf("drain of a runner stuck exiting for 10 minutes with no job = %d, %v: want 0", n, err)
 	}
 	srv.set(exited)
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain of a once its runner exited = %d, %v: want 0", n, err)
 	}
-	if srv.count() != 3 {
-		t.Errorf("%d commands ran, want 3", srv.count())
+	if srv.count() != 8 {
+		t.Errorf("%d commands ran, want 8", srv.count())
 	}
 	srv.mu.Lock()
-	cmd := srv.commands[0]
+	cmd := srv.commands[1]
 	srv.mu.Unlock()
 	if !strings.HasPrefix(cmd, "systemctl stop --no-block gitlab-runner.service;") {
 		t.Errorf("drain ran %q: it must stop gitlab-runner.service without waiting", cmd)
@@ -375,8 +393,8 @@ func TestObserveAndDrain(t *testing.T) {
 		t.Error("a command ran on a host with the wrong key")
 	}
 
-	// Drains that keep failing for GiveUpAfter count as done once GitLab
-	// lists nothing running: an unreachable Droplet is not kept forever.
+	// Drains that keep failing for GiveUpAfter give up: the Droplet is
+	// unreachable (and is shut down gracefully), never drained.
 	if _, err := other.Drain(ctx, a); err == nil {
 		t.Error("a second failing drain succeeded before GiveUpAfter")
 	}
@@ -390,12 +408,12 @@ func TestObserveAndDrain(t *testing.T) {
 		clk.Advance(2 * time.Minute)
 		_, _ = other.Drain(ctx, a)
 	}
-	if n, err := other.Drain(ctx, a); err != nil || n != 0 {
-		t.Errorf("drain failing for 10 minutes with no job listed = %d, %v: want 0, nil", n, err)
+	if n, err := other.Drain(ctx, a); !errors.Is(err, reconcile.ErrUnreachable) || n == 0 {
+		t.Errorf("drain failing for 10 minutes with no job listed = %d, %v: want busy and ErrUnreachable", n, err)
 	}
 	_, _ = other.Observe(ctx, snap(map[string][]int64{a.Name: {8}}, a.Name), []cloud.Droplet{a})
-	if n, err := other.Drain(ctx, a); err == nil || n != 1 {
-		t.Errorf("failing drain with a job listed = %d, %v: want 1 and the error (never kill a job)", n, err)
+	if n, err := other.Drain(ctx, a); !errors.Is(err, reconcile.ErrUnreachable) || n != 1 {
+		t.Errorf("failing drain with a job listed = %d, %v: want 1 and ErrUnreachable (never kill a job)", n, err)
 	}
 
 	// No address yet.

@@ -144,16 +144,25 @@ const (
 	configPath   = "/etc/gitlab-runner/config.toml"
 	systemIDPath = "/etc/gitlab-runner/.runner_system_id"
 	dropInPath   = "/etc/systemd/system/gitlab-runner.service.d/shoal.conf"
+	aptConfPath  = "/etc/apt/apt.conf.d/90shoal-dpkg-lock"
 )
+
+// aptConf has apt wait for the dpkg lock instead of failing at once: right
+// after a fresh Ubuntu image's first boot apt-daily and unattended-upgrades
+// often hold it, and the setup script's installs (get.docker.com's and the
+// runner's) would fail.
+const aptConf = `DPkg::Lock::Timeout "600";
+`
 
 // metadataBlock keeps job containers (Docker's FORWARD path) away from the
 // metadata service, whose user data holds the runner token.
 const metadataBlock = "DOCKER-USER -d 169.254.169.254 -j REJECT"
 
 // dropIn makes the packaged gitlab-runner unit stop the graceful way:
-// SIGQUIT has gitlab-runner take no new job and exit once its jobs end
-// (GitLab Runner's documented signals), with no timeout, since a CI job may
-// run an hour; and a runner that exits after a drain stays down. Every start
+// SIGQUIT, to the main process only (KillMode=mixed: a helper process must
+// not get it first), has gitlab-runner take no new job and exit once its
+// jobs end (GitLab Runner's documented signals), with no timeout, since a CI
+// job may run an hour; and a runner that exits after a drain stays down. Every start
 // first puts the metadata block in place (Docker makes the DOCKER-USER chain,
 // hence After=docker.service), so a rebooted Droplet keeps it, and a runner
 // whose block fails does not start.
@@ -164,6 +173,7 @@ Wants=docker.service
 [Service]
 ExecStartPre=/bin/sh -c 'iptables -C ` + metadataBlock + ` 2>/dev/null || iptables -I ` + metadataBlock + `'
 KillSignal=SIGQUIT
+KillMode=mixed
 TimeoutStopSec=infinity
 Restart=on-failure
 `
@@ -171,22 +181,43 @@ Restart=on-failure
 // setupScript runs once at first boot, as root, after write_files. The
 // system_id comes from the Droplet's own name (the metadata service), as
 // SystemID computes it; Docker and gitlab-runner are installed only when the
-// image lacks them (a prepared snapshot boots faster). The runner unit's
-// drop-in, written before, blocks the metadata service before the runner
-// starts, which may be as soon as its package is installed.
+// image lacks them (a prepared snapshot boots faster). Installers are
+// downloaded to a file first and then run: piped into a shell, a failed
+// download would run nothing and succeed.
+//
+// The runner must run with config.toml and the system_id, so it must not
+// have started before them. config.toml and the unit's drop-in (which blocks
+// the metadata service before every start) are written before this script,
+// the system_id by its first lines, before the runner package is installed:
+// its postinst starts the runner, with both. Then the runner is enabled and
+// started if it is not running (an image with the runner installed but
+// disabled). Only a runner already there when the system_id was written (an
+// image whose runner starts at boot, which it should not) is restarted. A
+// start is skipped, without error, once shoal has drained the runner (see
+// drainedDropIn).
 const setupScript = `set -eu
-name=$(curl -fsS http://169.254.169.254/metadata/v1/hostname)
+name=$(curl -fsS --retry 5 http://169.254.169.254/metadata/v1/hostname)
 printf 's_%s\n' "$(printf %s "$name" | sha256sum | cut -c1-12)" > ` + systemIDPath + `
 chmod 600 ` + systemIDPath + `
-command -v docker >/dev/null || curl -fsSL https://get.docker.com | sh
-systemctl daemon-reload
-if ! command -v gitlab-runner >/dev/null; then
-  curl -fsSL https://packages.gitlab.com/install/repositories/runner/gitlab-runner/script.deb.sh | bash
-  DEBIAN_FRONTEND=noninteractive apt-get install -y gitlab-runner
+state=$(systemctl is-active ` + ServiceName + ` || true)
+tmp=$(mktemp -d)
+if ! command -v docker >/dev/null; then
+  curl -fsSL --retry 5 -o "$tmp/get-docker.sh" https://get.docker.com
+  sh "$tmp/get-docker.sh"
 fi
 systemctl daemon-reload
-systemctl enable gitlab-runner.service
-systemctl restart gitlab-runner.service
+if ! command -v gitlab-runner >/dev/null; then
+  curl -fsSL --retry 5 -o "$tmp/script.deb.sh" https://packages.gitlab.com/install/repositories/runner/gitlab-runner/script.deb.sh
+  bash "$tmp/script.deb.sh"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y gitlab-runner
+fi
+rm -rf "$tmp"
+systemctl daemon-reload
+systemctl enable --now ` + ServiceName + `
+case $state in
+''|inactive|failed|unknown) ;;
+*) systemctl restart ` + ServiceName + ` ;;
+esac
 `
 
 // UserData returns the cloud-init (#cloud-config) for a pool's Droplets.
@@ -229,6 +260,7 @@ func UserData(key *HostKey, spec RunnerSpec) (string, error) {
 		WriteFiles: []file{
 			{Path: configPath, Permissions: "0600", Content: string(rc)},
 			{Path: dropInPath, Permissions: "0644", Content: dropIn},
+			{Path: aptConfPath, Permissions: "0644", Content: aptConf},
 		},
 		RunCmd: [][]string{{"sh", "-c", setupScript}},
 	}

@@ -18,6 +18,12 @@ import (
 // output; the exit status is 0.
 func Serve(t testing.TB, hostKey ssh.Signer, client ssh.PublicKey, exec func(cmd string) string) string {
 	t.Helper()
+	return ServeStatus(t, hostKey, client, func(cmd string) (string, uint32) { return exec(cmd), 0 })
+}
+
+// ServeStatus is Serve with exec also returning the command's exit status.
+func ServeStatus(t testing.TB, hostKey ssh.Signer, client ssh.PublicKey, exec func(cmd string) (stdout string, status uint32)) string {
+	t.Helper()
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if string(k.Marshal()) != string(client.Marshal()) {
 			return nil, errors.New("key not authorized")
@@ -42,7 +48,7 @@ func Serve(t testing.TB, hostKey ssh.Signer, client ssh.PublicKey, exec func(cmd
 	return l.Addr().String()
 }
 
-func serve(c net.Conn, cfg *ssh.ServerConfig, exec func(string) string) {
+func serve(c net.Conn, cfg *ssh.ServerConfig, exec func(string) (string, uint32)) {
 	defer c.Close()
 	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
@@ -62,8 +68,9 @@ func serve(c net.Conn, cfg *ssh.ServerConfig, exec func(string) string) {
 			var msg struct{ Command string }
 			_ = ssh.Unmarshal(req.Payload, &msg)
 			_ = req.Reply(true, nil)
-			_, _ = ch.Write([]byte(exec(msg.Command)))
-			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+			out, status := exec(msg.Command)
+			_, _ = ch.Write([]byte(out))
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 			ch.Close()
 		}
 	}
