@@ -167,7 +167,7 @@ func prepareState(s *daemon.Setup, log *slog.Logger) error {
 		return err
 	}
 	if created {
-		log.Warn("made a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH (restore the old file if there was one)", "path", hostKey)
+		log.Warn("made a new SSH host key for runner Droplets; Droplets made with an earlier key cannot be drained over SSH, so when they are retired they are shut down gracefully through DigitalOcean instead (restore the old file, if there was one, to avoid that)", "path", hostKey)
 	}
 	return nil
 }
@@ -178,7 +178,9 @@ func serveAutoscaler(ctx context.Context, d *daemon.Daemon, listen string, log *
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set [daemon] listen or --listen)", listen, err)
 	}
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Bounded reads and idle connections: a slow or idle client holds nothing for good.
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP server stopped", "error", err)

@@ -25,7 +25,8 @@ type Config struct {
 	// APIURL is the API's base URL; empty means https://api.digitalocean.com/.
 	// Point it at `shoal emulate` to work offline.
 	APIURL string
-	// HTTPClient's transport carries the requests; nil means http.DefaultTransport.
+	// HTTPClient's transport carries the requests and its Timeout bounds each;
+	// nil means http.DefaultTransport and RequestTimeout.
 	HTTPClient *http.Client
 	// Clock paces retries and action polling. Default real time.
 	Clock clock.Clock
@@ -34,6 +35,10 @@ type Config struct {
 	// PollInterval is how often an action is checked while it runs. Default 2 s.
 	PollInterval time.Duration
 }
+
+// RequestTimeout bounds a request on the default HTTP client: an API that
+// accepts a connection and never answers must not hold shoal for good.
+const RequestTimeout = 30 * time.Second
 
 // TokenFromEnv reads the token the way doctl and godo's examples do.
 func TokenFromEnv() (string, error) {
@@ -77,13 +82,16 @@ func New(cfg Config) (*DO, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 2 * time.Second
 	}
-	base := http.DefaultTransport
-	if cfg.HTTPClient != nil && cfg.HTTPClient.Transport != nil {
-		base = cfg.HTTPClient.Transport
+	base, timeout := http.DefaultTransport, RequestTimeout
+	if cfg.HTTPClient != nil {
+		timeout = cfg.HTTPClient.Timeout
+		if cfg.HTTPClient.Transport != nil {
+			base = cfg.HTTPClient.Transport
+		}
 	}
 	// godo's own retries (go-retryablehttp) sleep in real time and would repeat a
 	// create blindly; shoal retries itself, on its clock, knowing what is safe.
-	httpClient := &http.Client{Transport: &oauth2.Transport{
+	httpClient := &http.Client{Timeout: timeout, Transport: &oauth2.Transport{
 		Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.Token}), Base: base}}
 	opts := []godo.ClientOpt{godo.SetUserAgent("shoal")}
 	if cfg.APIURL != "" {

@@ -54,9 +54,13 @@ func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 		return nil, nil, nil, err
 	}
 	opts := []gitlab.ClientOptionFunc{gitlab.WithBaseURL(strings.TrimSuffix(cfg.GitLab.URL, "/") + "/api/v4")}
-	if s.HTTPClient != nil {
-		opts = append(opts, gitlab.WithHTTPClient(s.HTTPClient))
+	hc := s.HTTPClient
+	if hc == nil {
+		// client-go's default client has no timeout: a GitLab that accepts
+		// a request and never answers would hold every reconcile.
+		hc = &http.Client{Timeout: cloud.RequestTimeout}
 	}
+	opts = append(opts, gitlab.WithHTTPClient(hc))
 	gl, err := gitlab.NewClient(s.GitLabToken, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)

@@ -81,6 +81,8 @@ func (d *droplets) boot() {
 				d.start(ev.ID)
 			case "deleted":
 				d.gone(ev)
+			case "shutdown":
+				d.shutDown(ev)
 			}
 		default:
 			return
@@ -102,6 +104,36 @@ func (d *droplets) gone(ev doemu.DropletEvent) {
 	if err := d.gl.Unregister(r.token, r.systemID); err != nil {
 		d.t.Errorf("runner of deleted Droplet %s: %v", ev.Name, err)
 	}
+}
+
+// shutDown is a graceful shutdown: systemd stops the runner as a drain
+// does. The emulator powers the Droplet off at once, so a job still running
+// on it would be cut off: that fails the test.
+func (d *droplets) shutDown(ev doemu.DropletEvent) {
+	d.mu.Lock()
+	r, ok := d.byID[ev.ID]
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, m := range d.gl.Managers() {
+		if m.SystemID == r.systemID && m.Running > 0 {
+			d.t.Errorf("Droplet %s was shut down at %s with %d jobs running", ev.Name, ev.At.Format("15:04:05"), m.Running)
+		}
+	}
+	d.mu.Lock()
+	d.drained[r.systemID] = true
+	d.mu.Unlock()
+	if err := d.gl.Drain(r.token, r.systemID); err != nil {
+		d.t.Errorf("runner of shut down Droplet %s: %v", ev.Name, err)
+	}
+}
+
+// unreachable cuts the Droplet of every runner started so far off from SSH.
+func (d *droplets) unreachable() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.byIP)
 }
 
 func (d *droplets) start(id int) {
@@ -165,16 +197,19 @@ func (d *droplets) show(r runner) string {
 	d.mu.Lock()
 	stopped := d.drained[r.systemID]
 	d.mu.Unlock()
-	state := "active"
-	if stopped {
-		state = "inactive"
-		for _, m := range d.gl.Managers() {
-			if m.SystemID == r.systemID && m.Running > 0 {
-				state = "deactivating"
-			}
+	state, jobs := "active", 0
+	for _, m := range d.gl.Managers() {
+		if m.SystemID == r.systemID {
+			jobs = m.Running
 		}
 	}
-	return "LoadState=loaded\nActiveState=" + state + "\n"
+	if stopped {
+		state = "inactive"
+		if jobs > 0 {
+			state = "deactivating"
+		}
+	}
+	return fmt.Sprintf("LoadState=loaded\nActiveState=%s\nJobs=%d\n", state, jobs)
 }
 
 // stop is systemctl stop on the Droplet of r, then show: gitlab-runner
@@ -218,6 +253,9 @@ type rig struct {
 	project int64
 	setup   daemon.Setup
 	glURL   string
+	// problemsExpected: failed actions (drains that cannot reach a runner)
+	// are part of the test.
+	problemsExpected bool
 }
 
 func newRig(t *testing.T) *rig {
@@ -325,8 +363,10 @@ func (r *rig) run(d *daemon.Daemon, limit time.Duration, done func(created, dele
 		if err != nil {
 			r.t.Fatalf("step at %s: %v", r.clk.Now().Format("15:04:05"), err)
 		}
-		for _, p := range rep.Problems {
-			r.t.Errorf("step at %s: %v", r.clk.Now().Format("15:04:05"), p)
+		if !r.problemsExpected {
+			for _, p := range rep.Problems {
+				r.t.Errorf("step at %s: %v", r.clk.Now().Format("15:04:05"), p)
+			}
 		}
 		created += len(rep.Created)
 		deleted += len(rep.Deleted)
@@ -763,5 +803,111 @@ runner_id = %d
 	}
 	if len(problems) != 11 {
 		t.Errorf("%d problems, want 11:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+}
+
+// reconfigure replaces the rig's config with the same [gitlab] and [daemon]
+// and these pools.
+func (r *rig) reconfigure(pools string) {
+	r.t.Helper()
+	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
+[gitlab]
+url = %q
+projects = ["%d"]
+
+[daemon]
+ssh_keys = [%q]
+ssh_identity = "/unused/in/this/test"
+state_dir = %q
+%s`, r.glURL, r.project, r.setup.Config.Daemon.SSHKeys[0], r.setup.Config.Daemon.StateDir, pools))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.setup.Config = cfg
+}
+
+const poolTOML = `
+[[pool]]
+name = %q
+tags = [%q]
+max_instances = 5
+runner_id = %d
+`
+
+// A Droplet whose runner shoal no longer reads from GitLab (its pool was
+// removed from the config, or the pool uses a new runner now) may still run
+// a job: it is drained over SSH, and deleted only once that job is done.
+func TestDropletsOfRunnersNoLongerWatchedAreDrainedBeforeDeletion(t *testing.T) {
+	for _, change := range []string{"pool removed", "runner replaced"} {
+		t.Run(change, func(t *testing.T) {
+			r := newRig(t)
+			ids := r.pipeline(30 * time.Minute)
+			r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+			if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
+				t.Fatalf("job is %s, want running", j.Status)
+			}
+			switch change {
+			case "pool removed":
+				other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
+				r.setup.RunnerTokens = map[string]string{"large": other.Token}
+			case "runner replaced":
+				next, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal docker v2", Tags: []string{"docker"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.reconfigure(fmt.Sprintf(poolTOML, "docker", "docker", next.ID))
+				r.setup.RunnerTokens = map[string]string{"docker": next.Token}
+			}
+			// A restart with the new config; the old runner's Droplet goes
+			// once its job is done (the rig fails the test if it goes undrained).
+			_, deleted := r.run(r.daemon(), time.Hour, func(_, deleted int) bool { return deleted > 0 })
+			if deleted == 0 {
+				t.Fatal("the old runner's Droplet was never deleted")
+			}
+			if !r.succeeded(ids) {
+				j, _ := r.gl.Job(ids[0])
+				t.Fatalf("the job on the old runner's Droplet ended %s (%s)", j.Status, j.FailureReason)
+			}
+		})
+	}
+}
+
+// A runner that cannot be reached over SSH is never taken for drained: after
+// runnerhost gives up on it, its Droplet is shut down gracefully through
+// DigitalOcean (its runner finishes its jobs first) and deleted once off.
+func TestUnreachableRunnerIsShutDownGracefully(t *testing.T) {
+	r := newRig(t)
+	d := r.daemon()
+	ids := r.pipeline(time.Minute)
+	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
+	if !r.succeeded(ids) {
+		t.Fatal("the job did not succeed")
+	}
+	r.fleet.unreachable()
+	start := r.clk.Now()
+	var deletedAt time.Time
+	r.problemsExpected = true
+	r.run(d, time.Hour, func(_, deleted int) bool {
+		if deleted > 0 {
+			deletedAt = r.clk.Now()
+		}
+		return deleted > 0
+	})
+	if deletedAt.IsZero() {
+		t.Fatal("the unreachable runner's Droplet was never deleted")
+	}
+	if waited := deletedAt.Sub(start); waited < 10*time.Minute {
+		t.Errorf("deleted %s after SSH went: before runnerhost gave up on draining it", waited)
+	}
+	left, err := r.doc.ListDroplets(context.Background(), reconcile.FleetTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("%d Droplets left", len(left))
 	}
 }

@@ -399,6 +399,7 @@ func (s *Server) postDropletAction(w http.ResponseWriter, r *http.Request) {
 	d.pending = s.startAction(d.id, "droplet", req.Type, d.region, s.opts.ActionDelay.sample(s.rng), func(a *action) {
 		if a.Status == "completed" {
 			d.status = next
+			s.note(req.Type, d)
 		}
 	})
 	writeJSON(w, http.StatusCreated, map[string]any{"action": d.pending.json()})

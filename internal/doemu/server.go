@@ -51,7 +51,7 @@ type Options struct {
 
 // DropletEvent is a change in a Droplet's life.
 type DropletEvent struct {
-	Kind string // "created", "active" or "deleted"
+	Kind string // "created", "active", "deleted", or a Droplet action's type once it completed ("shutdown")
 	ID   int
 	Name string
 	Tags []string

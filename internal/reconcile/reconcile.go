@@ -333,13 +333,20 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			}
 		}
 	}
+	var shutting []action
 	for _, a := range retiring {
-		if !quiet(a.d, status[a.d.ID]) {
+		// One being shut down for want of SSH is not asked again: it would
+		// only hold the Step for a timeout. Once off, it is quiet.
+		switch _, ok := r.shutAt[a.d.ID]; {
+		case quiet(a.d, status[a.d.ID]):
+		case ok:
+			shutting = append(shutting, a)
+		default:
 			draining = append(draining, a)
 		}
 	}
 	running, unreachable := r.drainAll(ctx, spend, &rep, draining)
-	for _, a := range unreachable {
+	for _, a := range append(shutting, unreachable...) {
 		r.shutdown(spend, &rep, a.d, avail)
 	}
 	for _, a := range retiring {
