@@ -11,9 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
@@ -45,7 +47,21 @@ type Config struct {
 	// moved are read: stages change over minutes, and each project read is
 	// one more listing of all its pipelines' next stages.
 	CreatedEvery time.Duration
+	// JobsPerMinute is shoal's own budget of GET /projects/:id/jobs requests
+	// (pending reads and project-wide created reads, each page one request;
+	// a pipeline's jobs are another endpoint) in any rolling minute. GitLab
+	// allows that endpoint 600 requests a minute per user by default
+	// (project_jobs_api_rate_limit); the default, 300, leaves the rest to
+	// other tools of the same user. Over budget, the projects a Job Hook
+	// named (Touch) are read first, then those read longest ago, and the
+	// others keep their last read. A project's read, once begun, reads all
+	// its pages. Negative: no budget of shoal's own.
+	JobsPerMinute int
 }
+
+// staleAfter is how old a project's last read may grow, while the budget or
+// a rate limit holds reads back, before a Snapshot reports it as a Problem.
+const staleAfter = 2 * time.Minute
 
 // PendingCap is the MaxPending worth reading for pools: as many jobs as they
 // could ever run at once (at least 100), since a longer queue saturates them all.
@@ -57,18 +73,42 @@ func PendingCap(pools []config.Pool) int {
 	return max(slots, 100)
 }
 
-// Source reads Snapshots from GitLab.
+// Source reads Snapshots from GitLab. Snapshot is called from one goroutine
+// at a time; Touch from any.
 type Source struct {
 	c   *gitlab.Client
 	cfg Config
 	clk clock.Clock
 
-	resolved   map[string][]int64 // project paths and groups → project IDs
-	resolvedAt time.Time
+	resolved map[string]resolution // "project <path>" and "group <path>" → project IDs
+	names    map[int64]string      // project paths, for Problems
+	state    map[int64]*projectState
 
-	lastCreated   []CreatedJob // the last read, and when
-	createdAt     time.Time
-	seenPipelines map[int64]bool // with jobs pending or created at the last read
+	lastCreated   []CreatedJob
+	seenPipelines map[int64]int64 // pipeline → project: with jobs pending or created at the last read
+
+	jobLists     []time.Time // GET /projects/:id/jobs requests of the last minute, oldest first
+	blockedUntil time.Time   // after a 429, no job lists before this
+
+	mu      sync.Mutex     // guards watched and touched, for Touch
+	watched map[int64]bool // the projects the last Snapshot read; nil before it
+	touched map[int64]bool // named by a Job Hook since their last read
+}
+
+// resolution is a project path's or group's project IDs, as read at a time.
+type resolution struct {
+	ids []int64
+	at  time.Time
+}
+
+// projectState is what the Source remembers of one watched project.
+type projectState struct {
+	pending   []PendingJob // the last successful read, at readAt (zero: never)
+	readAt    time.Time
+	createdAt time.Time // the last successful project-wide read of created jobs
+	err       error     // this Snapshot's failed pending read
+	refusal   error     // 403 or 404 on its job list, at refusedAt: not asked again for GroupRefresh
+	refusedAt time.Time
 }
 
 // NewSource returns a Source reading through c. clk dates the snapshots and
@@ -86,10 +126,29 @@ func NewSource(c *gitlab.Client, cfg Config, clk clock.Clock) (*Source, error) {
 	if cfg.CreatedEvery == 0 {
 		cfg.CreatedEvery = time.Minute
 	}
+	if cfg.JobsPerMinute == 0 {
+		cfg.JobsPerMinute = 300
+	}
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	return &Source{c: c, cfg: cfg, clk: clk}, nil
+	return &Source{c: c, cfg: cfg, clk: clk, resolved: map[string]resolution{}, names: map[int64]string{},
+		state: map[int64]*projectState{}, seenPipelines: map[int64]int64{}, touched: map[int64]bool{}}, nil
+}
+
+// Touch tells the Source that a Job Hook named a project: its next read
+// comes before the others' when the budget of job-list requests runs short.
+// It reports whether the project is watched (one the last Snapshot read, or
+// any before the first Snapshot has listed the groups): a hook of another
+// project is not shoal's business.
+func (s *Source) Touch(projectID int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watched != nil && !s.watched[projectID] {
+		return false
+	}
+	s.touched[projectID] = true
+	return true
 }
 
 // PendingJob is a job waiting for a runner.
@@ -148,23 +207,32 @@ type Snapshot struct {
 	// RunningBySystemID lists each manager's running jobs; every manager of
 	// Managers has an entry, empty when idle.
 	RunningBySystemID map[string][]RunningJob
+	// Problems are what this Snapshot could not read fresh and what it used
+	// instead, each a sentence naming the project or group and what to do.
+	Problems []string
 }
 
-// Snapshot reads pending jobs, managers and running jobs. An error names the
-// request that failed; no partial snapshot is returned.
+// Snapshot reads pending jobs, managers and running jobs.
+//
+// One project's failure does not fail it: a project that refuses its job
+// list (403, 404) is left out until GroupRefresh has passed; on other errors
+// a project's last read stands in, and one never read is left out; each is
+// reported in Problems. So are a group listing or project lookup that failed
+// after an earlier success (its last list stands in). Snapshot fails when no
+// watched project's pending jobs could be read, fresh or earlier (GitLab
+// down, the token revoked: nothing should be decided on an empty queue), when
+// a project or group was never resolved, and when any read of runner
+// managers or their running jobs fails, since drains depend on them. The
+// error names the request that failed.
 func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 	now := s.clk.Now()
 	snap := Snapshot{At: now, PendingByTags: map[string][]PendingJob{}, RunningBySystemID: map[string][]RunningJob{}}
-	projects, err := s.projects(ctx, now)
+	projects, err := s.projects(ctx, now, &snap.Problems)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	for _, pid := range projects {
-		jobs, err := s.pending(ctx, pid, now)
-		if err != nil {
-			return Snapshot{}, err
-		}
-		snap.Pending = append(snap.Pending, jobs...)
+	if snap.Pending, err = s.readPending(ctx, projects, now, &snap.Problems); err != nil {
+		return Snapshot{}, err
 	}
 	slices.SortFunc(snap.Pending, func(a, b PendingJob) int {
 		return cmp.Or(a.QueuedAt.Compare(b.QueuedAt), cmp.Compare(a.ID, b.ID))
@@ -173,9 +241,10 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		k := tags.Key(j.Tags)
 		snap.PendingByTags[k] = append(snap.PendingByTags[k], j)
 	}
-	if snap.Created, err = s.created(ctx, projects, snap.Pending, now); err != nil {
+	if snap.Created, err = s.created(ctx, projects, snap.Pending, now, &snap.Problems); err != nil {
 		return Snapshot{}, err
 	}
+	s.rateLimitProblem(&snap.Problems)
 	for _, rid := range s.cfg.RunnerIDs {
 		managers, err := s.Managers(ctx, rid)
 		if err != nil {
@@ -208,11 +277,7 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 // projects resolves the configured projects and groups to project IDs, in
 // configuration order without duplicates. Paths and group listings are cached
 // for GroupRefresh: new projects in a group show up after at most that long.
-func (s *Source) projects(ctx context.Context, now time.Time) ([]int64, error) {
-	if s.resolved == nil || now.Sub(s.resolvedAt) >= s.cfg.GroupRefresh {
-		s.resolved = map[string][]int64{}
-		s.resolvedAt = now
-	}
+func (s *Source) projects(ctx context.Context, now time.Time, problems *[]string) ([]int64, error) {
 	var ids []int64
 	seen := map[int64]bool{}
 	add := func(list []int64) {
@@ -228,35 +293,60 @@ func (s *Source) projects(ctx context.Context, now time.Time) ([]int64, error) {
 			add([]int64{id})
 			continue
 		}
-		key := "project " + p
-		if _, ok := s.resolved[key]; !ok {
+		list, err := s.resolve(ctx, "project "+p, now, problems, func() ([]int64, error) {
 			proj, _, err := s.c.Projects.GetProject(p, nil, gitlab.WithContext(ctx))
 			if err != nil {
 				return nil, fmt.Errorf("read project %s: %w", p, hint(err))
 			}
-			s.resolved[key] = []int64{proj.ID}
+			s.names[proj.ID] = proj.PathWithNamespace
+			return []int64{proj.ID}, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		add(s.resolved[key])
+		add(list)
 	}
 	for _, g := range s.cfg.Groups {
-		key := "group " + g
-		if _, ok := s.resolved[key]; !ok {
-			gids, err := s.groupProjectIDs(ctx, g)
-			if err != nil {
-				return nil, err
-			}
-			s.resolved[key] = gids
+		list, err := s.resolve(ctx, "group "+g, now, problems, func() ([]int64, error) { return s.groupProjectIDs(ctx, g) })
+		if err != nil {
+			return nil, err
 		}
-		add(s.resolved[key])
+		add(list)
 	}
 	return ids, nil
 }
 
+// resolve returns key's project IDs, read again once GroupRefresh old. When
+// that read fails the last list stands in, reported in problems, and the
+// read is tried again at the next Snapshot; with no last list it is an error.
+func (s *Source) resolve(ctx context.Context, key string, now time.Time, problems *[]string, read func() ([]int64, error)) ([]int64, error) {
+	last, ok := s.resolved[key]
+	if ok && now.Sub(last.at) < s.cfg.GroupRefresh {
+		return last.ids, nil
+	}
+	ids, err := read()
+	switch {
+	case err == nil:
+		s.resolved[key] = resolution{ids: ids, at: now}
+		return ids, nil
+	case !ok || ctx.Err() != nil:
+		return nil, err
+	}
+	*problems = append(*problems, fmt.Sprintf("%v: still watching the %d project(s) of %s as read %s ago; "+
+		"trying again at the next poll (if this lasts, check that the token's user can still see it)",
+		err, len(last.ids), key, now.Sub(last.at).Round(time.Second)))
+	return last.ids, nil
+}
+
 func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error) {
+	// A project merely shared with the group is not its runners' business,
+	// and an archived one runs no jobs: GitLab lists both unless told not to.
 	opt := &gitlab.ListGroupProjectsOptions{
 		ListOptions:      gitlab.ListOptions{PerPage: 100},
 		IncludeSubGroups: gitlab.Ptr(true),
 		Simple:           gitlab.Ptr(true),
+		WithShared:       gitlab.Ptr(false),
+		Archived:         gitlab.Ptr(false),
 	}
 	ps, err := collect(&opt.Page, 0, func() ([]*gitlab.Project, *gitlab.Response, error) {
 		return s.c.Groups.ListGroupProjects(g, opt, gitlab.WithContext(ctx))
@@ -267,6 +357,7 @@ func (s *Source) groupProjectIDs(ctx context.Context, g string) ([]int64, error)
 	ids := make([]int64, len(ps))
 	for i, p := range ps {
 		ids[i] = p.ID
+		s.names[p.ID] = p.PathWithNamespace
 	}
 	return ids, nil
 }
@@ -286,7 +377,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 		Scope:       &[]gitlab.BuildStateValue{gitlab.Pending},
 	}
 	jobs, err := collect(&opt.Page, s.maxPending(), func() ([]*gitlab.Job, *gitlab.Response, error) {
-		return s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx))
+		return s.c.Jobs.ListProjectJobs(pid, opt, gitlab.WithContext(ctx), s.countJobList())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
@@ -305,31 +396,71 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 	return out, nil
 }
 
-// created returns the created jobs of each pipeline's next stage. Every
-// project is read when the last such read is CreatedEvery old. In between,
-// only the pipelines that moved are read again: one it has not seen with
-// jobs pending (what follows its first stage?), and one whose listed stage
-// has begun (what follows it?). A pipeline's read is a few jobs, where the
-// project's is every pipeline's next stage.
-func (s *Source) created(ctx context.Context, projects []int64, pending []PendingJob, now time.Time) ([]CreatedJob, error) {
-	if s.createdAt.IsZero() || now.Sub(s.createdAt) >= s.cfg.CreatedEvery {
-		var all []CreatedJob
-		for _, pid := range projects {
-			jobs, err := s.createdJobs(ctx, pid, 0)
-			if err != nil {
+// created returns the created jobs of each pipeline's next stage. Each
+// project is read when its last such read is CreatedEvery old (the oldest
+// first, within the budget of job-list requests). In between, only the
+// pipelines that moved are read again: one it has not seen with jobs pending
+// (what follows its first stage?), and one whose listed stage has begun (what
+// follows it?). A pipeline's read is a few jobs, where the project's is every
+// pipeline's next stage. A project whose read fails keeps its last one.
+func (s *Source) created(ctx context.Context, projects []int64, pending []PendingJob, now time.Time, problems *[]string) ([]CreatedJob, error) {
+	// Projects no longer watched, or refused, have nothing to come.
+	live := map[int64]bool{}
+	var due []int64
+	for _, pid := range projects {
+		st := s.state[pid]
+		if st.refusal != nil {
+			continue
+		}
+		live[pid] = true
+		if st.err == nil && (st.createdAt.IsZero() || now.Sub(st.createdAt) >= s.cfg.CreatedEvery) {
+			due = append(due, pid)
+		}
+	}
+	if slices.ContainsFunc(s.lastCreated, func(j CreatedJob) bool { return !live[j.ProjectID] }) {
+		// A new slice: the last one may still be held by an earlier Snapshot.
+		s.lastCreated = slices.DeleteFunc(slices.Clone(s.lastCreated), func(j CreatedJob) bool { return !live[j.ProjectID] })
+	}
+	maps.DeleteFunc(s.seenPipelines, func(_, pid int64) bool { return !live[pid] })
+
+	slices.SortStableFunc(due, func(a, b int64) int { return s.state[a].createdAt.Compare(s.state[b].createdAt) })
+	fresh := map[int64][]CreatedJob{}
+	var read []int64 // in reading order
+	for _, pid := range due {
+		if !s.mayListJobs() {
+			break // the budget is spent or GitLab said to wait: the last reads stand
+		}
+		jobs, err := s.createdJobs(ctx, pid, 0)
+		if err != nil {
+			if ctx.Err() != nil {
 				return nil, err
 			}
-			all = append(all, jobs...)
+			if !s.noteRateLimit(err) { // a rate limit is reported once, for all
+				*problems = append(*problems, fmt.Sprintf("%v: %s's created jobs as last read stand in; "+
+					"trying again at the next poll", err, s.name(pid)))
+			}
+			continue
 		}
-		s.lastCreated, s.createdAt = all, now
-		s.seenPipelines = map[int64]bool{}
+		s.state[pid].createdAt = now
+		fresh[pid] = jobs
+		read = append(read, pid)
+	}
+	isFresh := func(pid int64) bool { _, ok := fresh[pid]; return ok }
+	if len(read) > 0 {
+		next := slices.DeleteFunc(slices.Clone(s.lastCreated), func(j CreatedJob) bool { return isFresh(j.ProjectID) })
+		maps.DeleteFunc(s.seenPipelines, func(_, pid int64) bool { return isFresh(pid) })
 		for _, j := range pending {
-			s.seenPipelines[j.PipelineID] = true
+			if isFresh(j.ProjectID) {
+				s.seenPipelines[j.PipelineID] = j.ProjectID
+			}
 		}
-		for _, j := range all {
-			s.seenPipelines[j.PipelineID] = true
+		for _, pid := range read {
+			for _, j := range fresh[pid] {
+				s.seenPipelines[j.PipelineID] = pid
+			}
+			next = append(next, fresh[pid]...)
 		}
-		return all, nil
+		s.lastCreated = next
 	}
 
 	type pipeline struct{ project, id int64 }
@@ -344,19 +475,18 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 	isPending := make(map[int64]bool, len(pending))
 	for _, j := range pending {
 		isPending[j.ID] = true
-		if !s.seenPipelines[j.PipelineID] {
+		if _, ok := s.seenPipelines[j.PipelineID]; !ok && !isFresh(j.ProjectID) {
 			move(j.ProjectID, j.PipelineID)
 		}
 	}
 	for _, j := range s.lastCreated {
-		if isPending[j.ID] {
+		if isPending[j.ID] && !isFresh(j.ProjectID) {
 			move(j.ProjectID, j.PipelineID)
 		}
 	}
 	if len(moved) == 0 {
 		return s.lastCreated, nil
 	}
-	// A new slice: the last one may still be held by an earlier Snapshot.
 	next := slices.DeleteFunc(slices.Clone(s.lastCreated), func(j CreatedJob) bool { return isMoved[j.PipelineID] })
 	for _, p := range moved {
 		jobs, err := s.createdJobs(ctx, p.project, p.id)
@@ -371,7 +501,7 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 		next = append(next, jobs...)
 	}
 	for _, p := range moved {
-		s.seenPipelines[p.id] = true
+		s.seenPipelines[p.id] = p.project
 	}
 	s.lastCreated = next
 	return next, nil
@@ -397,10 +527,12 @@ type createdJob struct {
 func (s *Source) createdJobs(ctx context.Context, pid, pipeline int64) ([]CreatedJob, error) {
 	opt := &gitlab.ListJobsOptions{ListOptions: gitlab.ListOptions{PerPage: 100}, Scope: &[]gitlab.BuildStateValue{gitlab.Created}}
 	path, what := fmt.Sprintf("projects/%d/jobs", pid), fmt.Sprintf("project %d", pid)
+	extra := []gitlab.RequestOptionFunc{s.countJobList()}
 	if pipeline != 0 {
 		path, what = fmt.Sprintf("projects/%d/pipelines/%d/jobs", pid, pipeline), fmt.Sprintf("pipeline %d of project %d", pipeline, pid)
+		extra = nil // not under GitLab's job-list rate limit
 	}
-	page, err := readPages[createdJob](ctx, s.c, path, opt, &opt.Page, s.maxPending())
+	page, err := readPages[createdJob](ctx, s.c, path, opt, &opt.Page, s.maxPending(), extra...)
 	if err != nil {
 		return nil, fmt.Errorf("list created jobs of %s: %w", what, err)
 	}

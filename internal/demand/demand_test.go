@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,25 +331,75 @@ func TestSnapshotWithoutRunnerManager(t *testing.T) {
 	}
 }
 
-// webSourceBehind returns a Source of the web project that reads GitLab
-// through intercept, which answers a request itself by returning true.
-func (w *world) webSourceBehind(t *testing.T, intercept func(http.ResponseWriter, *http.Request) bool) *demand.Source {
+// clientBehind returns a client reading GitLab through intercept, which
+// answers a request itself by returning true, as a proxy in front of GitLab
+// would. Handlers run one at a time.
+func (w *world) clientBehind(t *testing.T, intercept func(http.ResponseWriter, *http.Request) bool, opts ...gitlab.ClientOptionFunc) *gitlab.Client {
 	t.Helper()
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
 		if !intercept(rw, r) {
 			w.gl.ServeHTTP(rw, r)
 		}
 	}))
 	t.Cleanup(srv.Close)
-	c, err := gitlab.NewClient(token, gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries())
+	c, err := gitlab.NewClient(token, append([]gitlab.ClientOptionFunc{gitlab.WithBaseURL(srv.URL), gitlab.WithoutRetries()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := demand.NewSource(c, demand.Config{Projects: []string{fmt.Sprint(w.web)}}, w.clk)
+	return c
+}
+
+// webSourceBehind returns a Source of the web project that reads GitLab
+// through intercept (see clientBehind).
+func (w *world) webSourceBehind(t *testing.T, intercept func(http.ResponseWriter, *http.Request) bool) *demand.Source {
+	t.Helper()
+	src, err := demand.NewSource(w.clientBehind(t, intercept), demand.Config{Projects: []string{fmt.Sprint(w.web)}}, w.clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return src
+}
+
+// fail answers a request with a GitLab-shaped error.
+func fail(rw http.ResponseWriter, status int) bool {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	fmt.Fprintf(rw, `{"message":"%d %s"}`, status, http.StatusText(status))
+	return true
+}
+
+// jobLists counts GET /projects/:id/jobs per project ID (as it appears in
+// the path); read it only between requests.
+type jobLists map[string]int
+
+func (n jobLists) count(r *http.Request) {
+	if id, ok := strings.CutPrefix(r.URL.Path, "/api/v4/projects/"); ok && strings.HasSuffix(id, "/jobs") && !strings.Contains(id, "/pipelines/") {
+		n[strings.TrimSuffix(id, "/jobs")]++
+	}
+}
+
+func pendingOf(snap demand.Snapshot, project int64) int {
+	n := 0
+	for _, j := range snap.Pending {
+		if j.ProjectID == project {
+			n++
+		}
+	}
+	return n
+}
+
+// problemsAbout returns the problems that mention all of words.
+func problemsAbout(snap demand.Snapshot, words ...string) []string {
+	var out []string
+	for _, p := range snap.Problems {
+		if !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(p, w) }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // createdIDs takes a Snapshot and returns the IDs of its created jobs, sorted.
@@ -491,5 +542,231 @@ func TestSnapshotReadsEveryManagerAndRunningJob(t *testing.T) {
 	}
 	if len(snap.Managers) != 150 || running != 150 {
 		t.Fatalf("%d managers and %d running jobs read, want 150 and 150", len(snap.Managers), running)
+	}
+}
+
+// A project that refuses its job list (CI/CD off: 403; gone: 404) is left
+// out and reported, the others are read, and it is not asked again until the
+// next project refresh.
+func TestSnapshotLeavesOutRefusedProjects(t *testing.T) {
+	w := newWorld(t)
+	handbook, err := w.gl.AddProject("handbook", w.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, handbook, 1, time.Hour, "docker")
+	if err := w.gl.SetCICD(handbook, false); err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, w.web, 2, time.Hour, "docker")
+	w.pipeline(t, w.api, 1, time.Hour, "docker")
+	lists := jobLists{}
+	c := w.clientBehind(t, func(_ http.ResponseWriter, r *http.Request) bool { lists.count(r); return false })
+	src, err := demand.NewSource(c, demand.Config{Groups: []string{"acme"}, Projects: []string{"999"}}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h := fmt.Sprint(handbook)
+	for i, step := range []struct {
+		advance     time.Duration
+		lists       int // job lists of 999, and of handbook, so far
+		handbookJob int // handbook's pending jobs in the snapshot
+	}{
+		{0, 1, 0},
+		{time.Minute, 1, 0},     // remembered as refused: not asked
+		{4 * time.Minute, 2, 0}, // the project refresh: asked again, still refused
+		{5 * time.Minute, 3, 2}, // CI/CD back on (below): read, and its created jobs too
+	} {
+		if i == 3 {
+			if err := w.gl.SetCICD(handbook, true); err != nil {
+				t.Fatal(err)
+			}
+			w.pipeline(t, handbook, 1, time.Hour, "docker")
+		}
+		w.clk.Advance(step.advance)
+		snap, err := src.Snapshot(ctx)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if pendingOf(snap, w.web) != 2 || pendingOf(snap, w.api) != 1 || pendingOf(snap, handbook) != step.handbookJob {
+			t.Errorf("step %d: pending web %d, api %d, handbook %d; want 2, 1, %d", i,
+				pendingOf(snap, w.web), pendingOf(snap, w.api), pendingOf(snap, handbook), step.handbookJob)
+		}
+		wantH := step.lists
+		if step.handbookJob > 0 {
+			wantH++
+		}
+		if lists[h] != wantH || lists["999"] != step.lists {
+			t.Errorf("step %d: job lists of handbook %d, of 999 %d; want %d and %d", i, lists[h], lists["999"], wantH, step.lists)
+		}
+		refusedNow := step.handbookJob == 0
+		if got := problemsAbout(snap, "acme/handbook", "403", "CI/CD"); (len(got) == 1) != refusedNow {
+			t.Errorf("step %d: problems %q, want one about handbook's 403: %v", i, snap.Problems, refusedNow)
+		}
+		if got := problemsAbout(snap, "project 999", "404"); len(got) != 1 {
+			t.Errorf("step %d: problems %q, want one about project 999's 404", i, snap.Problems)
+		}
+		if src.Touch(handbook) == refusedNow {
+			t.Errorf("step %d: Touch(handbook) = %v while refused = %v", i, !refusedNow, refusedNow)
+		}
+	}
+
+	// With every project refused, there is nothing to decide on.
+	only, _ := demand.NewSource(w.client(t, token), demand.Config{Projects: []string{"999", "998"}}, w.clk)
+	if _, err := only.Snapshot(ctx); !errors.Is(err, gitlab.ErrNotFound) || !strings.Contains(err.Error(), "project 999") {
+		t.Errorf("every project refused: err = %v, want ErrNotFound naming project 999", err)
+	}
+}
+
+// On another error a project's last read stands in; one never read is left
+// out; with no project read at all, Snapshot fails.
+func TestSnapshotKeepsLastReadOnErrors(t *testing.T) {
+	w := newWorld(t)
+	broken, err := w.gl.AddProject("broken", w.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := map[string]bool{fmt.Sprint(broken): true}
+	intercept := func(rw http.ResponseWriter, r *http.Request) bool {
+		for id := range failing {
+			if strings.HasPrefix(r.URL.Path, "/api/v4/projects/"+id+"/jobs") {
+				return fail(rw, http.StatusBadGateway)
+			}
+		}
+		return false
+	}
+	src, err := demand.NewSource(w.clientBehind(t, intercept), demand.Config{
+		Projects: []string{fmt.Sprint(w.web), fmt.Sprint(w.api), fmt.Sprint(broken)}}, w.clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w.pipeline(t, w.web, 1, time.Hour, "docker")
+	w.pipeline(t, w.api, 1, time.Hour, "docker")
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Pending) != 2 || len(problemsAbout(snap, fmt.Sprintf("project %d", broken), "502", "left out")) != 1 {
+		t.Errorf("pending %d, problems %q; want 2, and broken (502) left out", len(snap.Pending), snap.Problems)
+	}
+
+	// api fails too: its last read stands in, web's is fresh.
+	failing[fmt.Sprint(w.api)] = true
+	w.pipeline(t, w.web, 1, time.Hour, "docker")
+	w.pipeline(t, w.api, 1, time.Hour, "docker")
+	w.clk.Advance(10 * time.Second)
+	snap, err = src.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pendingOf(snap, w.web) != 2 || pendingOf(snap, w.api) != 1 {
+		t.Errorf("pending web %d, api %d; want 2 (fresh) and 1 (the last read)", pendingOf(snap, w.web), pendingOf(snap, w.api))
+	}
+	if got := problemsAbout(snap, fmt.Sprintf("project %d", w.api), "502", "10s ago"); len(got) != 1 {
+		t.Errorf("problems %q, want api's read from 10s ago standing in", snap.Problems)
+	}
+
+	// All fail: the earlier reads stand in.
+	failing[fmt.Sprint(w.web)] = true
+	if snap, err = src.Snapshot(ctx); err != nil || len(snap.Pending) != 3 {
+		t.Errorf("all failing after earlier reads: %d pending, %v; want the last 3", len(snap.Pending), err)
+	}
+	// A Source that never read any: nothing to decide on.
+	fresh, _ := demand.NewSource(w.clientBehind(t, intercept), demand.Config{
+		Projects: []string{fmt.Sprint(w.web), fmt.Sprint(broken)}}, w.clk)
+	var er *gitlab.ErrorResponse
+	if _, err := fresh.Snapshot(ctx); !errors.As(err, &er) || er.Response.StatusCode != http.StatusBadGateway {
+		t.Errorf("no project ever read: err = %v, want the 502", err)
+	}
+}
+
+// A failed refresh of a group's projects or of a project's path keeps the
+// last list; with no last list it is an error.
+func TestSnapshotGroupRefreshFailureKeepsTheList(t *testing.T) {
+	w := newWorld(t)
+	down := false
+	intercept := func(rw http.ResponseWriter, r *http.Request) bool {
+		if down && (strings.HasPrefix(r.URL.Path, "/api/v4/groups/") || r.URL.Path == "/api/v4/projects/acme/web") {
+			return fail(rw, http.StatusServiceUnavailable)
+		}
+		return false
+	}
+	cfg := demand.Config{Projects: []string{"acme/web"}, Groups: []string{"acme/backend"}, GroupRefresh: time.Minute}
+	src, _ := demand.NewSource(w.clientBehind(t, intercept), cfg, w.clk)
+	w.pipeline(t, w.web, 1, time.Hour, "docker")
+	w.pipeline(t, w.api, 1, time.Hour, "docker")
+	ctx := context.Background()
+	if snap, err := src.Snapshot(ctx); err != nil || len(snap.Pending) != 2 {
+		t.Fatalf("pending %d, %v; want 2", len(snap.Pending), err)
+	}
+
+	down = true
+	late, err := w.gl.AddProject("late", w.back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline(t, late, 1, time.Hour, "docker")
+	w.clk.Advance(time.Minute)
+	snap, err := src.Snapshot(ctx)
+	if err != nil || len(snap.Pending) != 2 {
+		t.Fatalf("refresh failing: pending %d, %v; want the 2 of the last lists", len(snap.Pending), err)
+	}
+	if len(problemsAbout(snap, "group acme/backend", "503")) != 1 || len(problemsAbout(snap, "project acme/web", "503")) != 1 {
+		t.Errorf("problems %q, want the group's and the project's failed refresh", snap.Problems)
+	}
+	down = false
+	if snap, err = src.Snapshot(ctx); err != nil || len(snap.Pending) != 3 || len(snap.Problems) != 0 {
+		t.Errorf("refresh back: pending %d, problems %q, %v; want 3 (late's job too) and none", len(snap.Pending), snap.Problems, err)
+	}
+
+	down = true
+	fresh, _ := demand.NewSource(w.clientBehind(t, intercept), cfg, w.clk)
+	if _, err := fresh.Snapshot(ctx); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("no list ever read: err = %v, want the 503", err)
+	}
+}
+
+// A group's runners are not for projects merely shared with it, and
+// archived projects run no jobs: neither is watched.
+func TestSnapshotWatchesOnlyTheGroupsOwnActiveProjects(t *testing.T) {
+	w := newWorld(t)
+	other, err := w.gl.AddGroup("other", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := w.gl.AddProject("lib", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := w.gl.AddProject("old", w.back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{w.gl.ShareProject(lib, w.acme), w.gl.ArchiveProject(old)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.pipeline(t, lib, 2, time.Hour, "docker")
+	w.pipeline(t, w.api, 1, time.Hour, "docker")
+	lists := jobLists{}
+	c := w.clientBehind(t, func(_ http.ResponseWriter, r *http.Request) bool { lists.count(r); return false })
+	src, _ := demand.NewSource(c, demand.Config{Groups: []string{"acme"}}, w.clk)
+	snap, err := src.Snapshot(context.Background())
+	if err != nil || len(snap.Pending) != 1 || pendingOf(snap, w.api) != 1 {
+		t.Fatalf("pending %+v, %v; want api's job only", snap.Pending, err)
+	}
+	if lists[fmt.Sprint(lib)]+lists[fmt.Sprint(old)] != 0 {
+		t.Errorf("job lists of the shared and the archived project: %v, want none", lists)
+	}
+	for _, tt := range []struct {
+		project int64
+		watched bool
+	}{{w.web, true}, {w.api, true}, {lib, false}, {old, false}} {
+		if got := src.Touch(tt.project); got != tt.watched {
+			t.Errorf("Touch(%d) = %v, want %v", tt.project, got, tt.watched)
+		}
 	}
 }

@@ -74,7 +74,8 @@ func (s *Source) History(ctx context.Context, since, until time.Time, progress f
 	if !until.After(since) {
 		return nil, st, fmt.Errorf("read history: the window is empty: %s is not after %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
-	projects, err := s.projects(ctx, s.clk.Now())
+	var stale []string // a list that could not be read again: only a long-running Source has one
+	projects, err := s.projects(ctx, s.clk.Now(), &stale)
 	if err != nil {
 		return nil, st, err
 	}

@@ -24,7 +24,9 @@ type Webhook struct {
 	pending chan struct{}
 	log     *slog.Logger
 
-	received, rejected, signalled atomic.Int64
+	watch atomic.Pointer[func(projectID int64) bool]
+
+	received, rejected, signalled, ignored atomic.Int64
 }
 
 // NewWebhook returns a receiver that accepts hooks carrying secret in
@@ -39,6 +41,19 @@ func NewWebhook(secret string, log *slog.Logger) (*Webhook, error) {
 	return &Webhook{secret: sha256.Sum256([]byte(secret)), pending: make(chan struct{}, 1), log: log}, nil
 }
 
+// Watch makes pending jobs signal only when watch says their project is
+// watched, as Source.Touch does (marking it to be read first): a GitLab
+// instance's or group's hook also reports projects shoal does not read, and
+// waking for them would only spend requests.
+// Watch(nil) signals for every project again.
+func (w *Webhook) Watch(watch func(projectID int64) bool) {
+	if watch == nil {
+		w.watch.Store(nil)
+		return
+	}
+	w.watch.Store(&watch)
+}
+
 // Pending delivers a value when at least one job has become pending since the
 // last value was taken.
 func (w *Webhook) Pending() <-chan struct{} { return w.pending }
@@ -48,11 +63,13 @@ type WebhookStats struct {
 	Received  int64 // Job Hooks accepted
 	Rejected  int64 // hooks refused (bad token, bad body)
 	Signalled int64 // pending jobs reported
+	Ignored   int64 // pending jobs of projects not watched (see Watch)
 }
 
 // Stats reports the receiver's counters.
 func (w *Webhook) Stats() WebhookStats {
-	return WebhookStats{Received: w.received.Load(), Rejected: w.rejected.Load(), Signalled: w.signalled.Load()}
+	return WebhookStats{Received: w.received.Load(), Rejected: w.rejected.Load(), Signalled: w.signalled.Load(),
+		Ignored: w.ignored.Load()}
 }
 
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -90,6 +107,11 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.received.Add(1)
 	if job, ok := ev.(*gitlab.JobEvent); ok && job.BuildStatus == "pending" {
+		if watch := w.watch.Load(); watch != nil && !(*watch)(job.ProjectID) {
+			w.ignored.Add(1)
+			rw.WriteHeader(http.StatusOK)
+			return
+		}
 		w.signalled.Add(1)
 		select {
 		case w.pending <- struct{}{}:

@@ -1,6 +1,7 @@
 package demand_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -129,5 +130,49 @@ func TestWebhookFromEmulator(t *testing.T) {
 	}
 	if st := wh.Stats(); st.Rejected != 2 {
 		t.Errorf("stats = %+v, want the 2 hooks with a wrong secret rejected", st)
+	}
+}
+
+// With Watch(src.Touch), a pending job of a project the Source does not read
+// (another group's, one merely shared) does not wake the autoscaler.
+func TestWebhookIgnoresUnwatchedProjects(t *testing.T) {
+	w := newWorld(t)
+	other, err := w.gl.AddGroup("other", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := w.gl.AddProject("lib", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.gl.ShareProject(lib, w.acme); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := demand.NewSource(w.client(t, token), demand.Config{Groups: []string{"acme"}}, w.clk)
+	if _, err := src.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wh, _ := demand.NewWebhook("hook-secret", nil)
+	wh.Watch(src.Touch)
+	if err := w.gl.AddJobHook(glemu.HookConfig{Handler: wh, Secret: "hook-secret", Statuses: []string{glemu.StatusPending}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		project int64
+		signal  bool
+	}{
+		{"watched", w.api, true},
+		{"shared with the group", lib, false},
+		{"watched again", w.web, true},
+	}
+	for _, tt := range tests {
+		w.pipeline(t, tt.project, 2, time.Minute, "docker")
+		if got := signalled(wh); got != tt.signal {
+			t.Errorf("%s: signalled = %v, want %v", tt.name, got, tt.signal)
+		}
+	}
+	if st := wh.Stats(); st.Received != 6 || st.Signalled != 4 || st.Ignored != 2 {
+		t.Errorf("stats = %+v, want 6 received, 4 signalled, 2 ignored", st)
 	}
 }

@@ -73,16 +73,43 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authorized(r *http.Request) bool {
-	token := r.Header.Get("PRIVATE-TOKEN")
-	if token == "" {
-		token, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	}
+	token := tokenOf(r)
 	if token == "" {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tokens[token]
+}
+
+// tokenOf is the access token a request carries (PRIVATE-TOKEN or bearer).
+func tokenOf(r *http.Request) string {
+	if token := r.Header.Get("PRIVATE-TOKEN"); token != "" {
+		return token
+	}
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return token
+}
+
+// jobsLimited counts a GET /projects/:id/jobs against its token's
+// JobsPerMinute and, beyond it, answers as GitLab's jobs_index limit does.
+// Call with s.mu held.
+func (s *Server) jobsLimited(w http.ResponseWriter, r *http.Request) bool {
+	if s.jobsLimit <= 0 {
+		return false
+	}
+	if window := s.clk.Now().Unix() / 60; window != s.jobsWindow || s.jobsCount == nil {
+		s.jobsWindow, s.jobsCount = window, map[string]int{}
+	}
+	tok := tokenOf(r)
+	s.jobsCount[tok]++
+	if s.jobsCount[tok] <= s.jobsLimit {
+		return false
+	}
+	w.Header().Set("Retry-After", "60")
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{
+		"message": map[string]string{"error": "This endpoint has been requested too many times. Try again later."}})
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -181,6 +208,22 @@ func sortDir(r *http.Request) (int, bool) {
 
 // ---- lookups, with s.mu held ----
 
+// ciProject finds the project of a job or pipeline endpoint and, when it
+// cannot be read, answers 404, or 403 as GitLab's authorize_read_builds!
+// does for a project with CI/CD turned off.
+func (s *Server) ciProject(w http.ResponseWriter, r *http.Request) *project {
+	p := s.projectByRef(r.PathValue("id"))
+	switch {
+	case p == nil:
+		notFound(w, "Project")
+		return nil
+	case p.ciOff:
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "403 Forbidden"})
+		return nil
+	}
+	return p
+}
+
 // projectByRef finds a project by numeric ID or by URL-encoded full path.
 func (s *Server) projectByRef(ref string) *project {
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
@@ -276,7 +319,7 @@ func (s *Server) apiProject(p *project) apiProject {
 		SSHURLToRepo:  "git@" + host + ":" + p.path + ".git",
 		HTTPURLToRepo: s.extURL + "/" + p.path + ".git",
 		WebURL:        s.extURL + "/" + p.path,
-		Namespace:     ns, TagList: []string{}, Topics: []string{},
+		Namespace:     ns, TagList: []string{}, Topics: []string{}, Archived: p.archived,
 	}
 }
 
@@ -663,10 +706,13 @@ func (s *Server) listProjectJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	p := s.projectByRef(r.PathValue("id"))
+	if s.jobsLimited(w, r) {
+		s.mu.Unlock()
+		return
+	}
+	p := s.ciProject(w, r)
 	if p == nil {
 		s.mu.Unlock()
-		notFound(w, "Project")
 		return
 	}
 	now := s.clk.Now()
@@ -706,9 +752,8 @@ func (s *Server) listProjectJobs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.projectByRef(r.PathValue("id"))
+	p := s.ciProject(w, r)
 	if p == nil {
-		notFound(w, "Project")
 		return
 	}
 	id, err := strconv.ParseInt(r.PathValue("job_id"), 10, 64)
@@ -745,10 +790,9 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 		*f.t = t
 	}
 	s.mu.Lock()
-	p := s.projectByRef(r.PathValue("id"))
+	p := s.ciProject(w, r)
 	if p == nil {
 		s.mu.Unlock()
-		notFound(w, "Project")
 		return
 	}
 	var out []apiPipelineBasic
@@ -766,9 +810,8 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) pipelineOf(w http.ResponseWriter, r *http.Request) *pipeline {
-	p := s.projectByRef(r.PathValue("id"))
+	p := s.ciProject(w, r)
 	if p == nil {
-		notFound(w, "Project")
 		return nil
 	}
 	id, err := strconv.ParseInt(r.PathValue("pipeline_id"), 10, 64)
@@ -843,7 +886,26 @@ func (s *Server) listGroupProjects(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "sort does not have a valid value")
 		return
 	}
-	sub, _ := strconv.ParseBool(r.URL.Query().Get("include_subgroups"))
+	// GitLab's defaults: with_shared=true, archived unset (both kinds).
+	q := r.URL.Query()
+	sub, _ := strconv.ParseBool(q.Get("include_subgroups"))
+	withShared, archived := true, (*bool)(nil)
+	if v := q.Get("with_shared"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			badRequest(w, "with_shared is invalid")
+			return
+		}
+		withShared = b
+	}
+	if v := q.Get("archived"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			badRequest(w, "archived is invalid")
+			return
+		}
+		archived = &b
+	}
 	s.mu.Lock()
 	g := s.groupByRef(r.PathValue("id"))
 	if g == nil {
@@ -853,7 +915,7 @@ func (s *Server) listGroupProjects(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []apiProject
 	for _, p := range s.projList {
-		if p.inGroup(g, sub) {
+		if (p.inGroup(g, sub) || withShared && slices.Contains(p.shared, g)) && (archived == nil || p.archived == *archived) {
 			out = append(out, s.apiProject(p))
 		}
 	}

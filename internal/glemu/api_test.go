@@ -16,6 +16,7 @@ import (
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
+	"github.com/shoalci/shoal/internal/clock"
 	"github.com/shoalci/shoal/internal/glemu"
 )
 
@@ -602,6 +603,111 @@ func TestAPIVerifyRunner(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || body.ID != tc.id {
 			t.Errorf("verify %s: %d, runner %d; want %d, runner %d", tc.token, resp.StatusCode, body.ID, tc.status, tc.id)
+		}
+	}
+}
+
+// GitLab's jobs_index limit: per token, in whole minutes, every request
+// counted; 429 with Retry-After: 60 and no RateLimit-Reset beyond it.
+func TestAPIJobsListRateLimit(t *testing.T) {
+	clk := clock.NewVirtual(start)
+	s := glemu.New(glemu.Options{Clock: clk, Tokens: []string{"glpat-test", "glpat-other"}, JobsPerMinute: 2})
+	t.Cleanup(s.Close)
+	pid := must[int64](t)(s.AddProject("app", 0))
+	must[glemu.PipelineRef](t)(s.CreatePipeline(pid, []glemu.StageSpec{{Jobs: jobs(1, time.Minute, "docker")}}))
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func(path, token string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("PRIVATE-TOKEN", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	jobsPath := "/api/v4/projects/1/jobs?scope[]=pending"
+	for i, want := range []int{200, 200, 429, 429} {
+		if resp := get(jobsPath, "glpat-test"); resp.StatusCode != want {
+			t.Fatalf("request %d: %d, want %d", i+1, resp.StatusCode, want)
+		} else if want == 429 && (resp.Header.Get("Retry-After") != "60" || resp.Header.Get("RateLimit-Reset") != "") {
+			t.Errorf("429 headers %v, want Retry-After: 60 and no RateLimit-Reset", resp.Header)
+		}
+	}
+	if code := get(jobsPath, "glpat-other").StatusCode; code != 200 {
+		t.Errorf("another token's first request: %d, want 200 (the limit is per user)", code)
+	}
+	if code := get("/api/v4/projects/1/pipelines/1/jobs", "glpat-test").StatusCode; code != 200 {
+		t.Errorf("a pipeline's jobs: %d, want 200 (not under the limit)", code)
+	}
+	clk.Advance(time.Minute)
+	if code := get(jobsPath, "glpat-test").StatusCode; code != 200 {
+		t.Errorf("next minute: %d, want 200", code)
+	}
+}
+
+// A project with CI/CD off refuses its job and pipeline endpoints; group
+// listings include shared and archived projects unless told not to.
+func TestAPIRefusedSharedAndArchivedProjects(t *testing.T) {
+	s, _ := newEmu(t)
+	acme := must[int64](t)(s.AddGroup("acme", 0))
+	other := must[int64](t)(s.AddGroup("other", 0))
+	web := must[int64](t)(s.AddProject("web", acme))
+	old := must[int64](t)(s.AddProject("old", acme))
+	lib := must[int64](t)(s.AddProject("lib", other))
+	check(t, s.ShareProject(lib, acme))
+	check(t, s.ArchiveProject(old))
+	c := serve(t, s)
+
+	check(t, s.SetCICD(web, false))
+	if _, err := s.CreatePipeline(web, []glemu.StageSpec{{Jobs: jobs(1, time.Minute)}}); err == nil {
+		t.Error("a pipeline was created with CI/CD off")
+	}
+	if _, err := s.CreatePipeline(old, []glemu.StageSpec{{Jobs: jobs(1, time.Minute)}}); err == nil {
+		t.Error("a pipeline was created in an archived project")
+	}
+	_, resp, err := c.Jobs.ListProjectJobs(web, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("jobs of a project with CI/CD off: %v, %v; want 403", resp, err)
+	}
+	if _, resp, _ := c.Pipelines.ListProjectPipelines(web, nil); resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("pipelines of a project with CI/CD off: %v; want 403", resp)
+	}
+	check(t, s.SetCICD(web, true))
+	if _, _, err := c.Jobs.ListProjectJobs(web, nil); err != nil {
+		t.Errorf("jobs with CI/CD back on: %v", err)
+	}
+
+	ids := func(opt *gitlab.ListGroupProjectsOptions) []int64 {
+		t.Helper()
+		ps, _, err := c.Groups.ListGroupProjects(acme, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, p := range ps {
+			out = append(out, p.ID)
+			if p.Archived != (p.ID == old) {
+				t.Errorf("project %d archived = %v", p.ID, p.Archived)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tt := range []struct {
+		opt  *gitlab.ListGroupProjectsOptions
+		want []int64
+	}{
+		{nil, []int64{web, old, lib}},
+		{&gitlab.ListGroupProjectsOptions{WithShared: gitlab.Ptr(false)}, []int64{web, old}},
+		{&gitlab.ListGroupProjectsOptions{Archived: gitlab.Ptr(false)}, []int64{web, lib}},
+		{&gitlab.ListGroupProjectsOptions{Archived: gitlab.Ptr(true)}, []int64{old}},
+		{&gitlab.ListGroupProjectsOptions{WithShared: gitlab.Ptr(false), Archived: gitlab.Ptr(false), IncludeSubGroups: gitlab.Ptr(true)}, []int64{web}},
+	} {
+		if got := ids(tt.opt); !slices.Equal(got, tt.want) {
+			t.Errorf("group projects %+v = %v, want %v", tt.opt, got, tt.want)
 		}
 	}
 }

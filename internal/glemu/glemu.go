@@ -55,6 +55,13 @@ type Options struct {
 	// NoRunnerManagerInJobs leaves runner_manager out of job entities, as
 	// GitLab versions before it was added do, for testing clients' fallbacks.
 	NoRunnerManagerInJobs bool
+	// JobsPerMinute, when above 0, limits GET /projects/:id/jobs to that many
+	// requests a minute per access token, as GitLab's jobs_index rate limit
+	// (project_jobs_api_rate_limit, 600 by default since GitLab 16.x, and on
+	// gitlab.com) does: in fixed one-minute windows of the clock, counting
+	// every request, refused ones too, and answering 429 with Retry-After: 60
+	// and no RateLimit-* headers beyond it.
+	JobsPerMinute int
 }
 
 // Server is the emulated GitLab. It is an http.Handler serving /api/v4/...;
@@ -69,6 +76,10 @@ type Server struct {
 	mux    *http.ServeMux
 
 	noRunnerManager bool
+
+	jobsLimit  int            // Options.JobsPerMinute
+	jobsWindow int64          // the minute (Unix time / 60) jobsCount counts
+	jobsCount  map[string]int // GET /projects/:id/jobs per token in that minute
 
 	groups     map[int64]*group
 	groupList  []*group
@@ -113,6 +124,7 @@ func New(opts Options) *Server {
 		log:    cmp.Or(opts.Logger, slog.Default()),
 
 		noRunnerManager: opts.NoRunnerManagerInJobs,
+		jobsLimit:       opts.JobsPerMinute,
 		groups:          map[int64]*group{},
 		projects:        map[int64]*project{},
 		pipelines:       map[int64]*pipeline{},
@@ -187,6 +199,10 @@ type project struct {
 	// autoscaler's, on every reconcile) starts there, not at the first job.
 	settled int
 	lastIID int64
+
+	ciOff    bool     // CI/CD turned off: job and pipeline endpoints answer 403
+	archived bool     // read-only: no new pipelines
+	shared   []*group // groups the project is shared with (not its own)
 }
 
 // AddGroup creates a group (a subgroup when parentID is not 0) and returns its ID.
@@ -244,6 +260,51 @@ func (s *Server) AddProject(name string, groupID int64) (int64, error) {
 	s.projects[p.id] = p
 	s.projList = append(s.projList, p)
 	return p.id, nil
+}
+
+// SetCICD turns a project's CI/CD feature on or off (GitLab's
+// builds_access_level). With it off, GitLab answers the project's job and
+// pipeline endpoints with 403 Forbidden, and no pipeline can be created.
+func (s *Server) SetCICD(projectID int64, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projects[projectID]
+	if p == nil {
+		return fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	p.ciOff = !on
+	return nil
+}
+
+// ArchiveProject archives a project: the API lists it with archived: true
+// (and filters it by the archived parameter), and it runs no new pipelines.
+func (s *Server) ArchiveProject(projectID int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projects[projectID]
+	if p == nil {
+		return fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	}
+	p.archived = true
+	return nil
+}
+
+// ShareProject shares a project with a group, as inviting a group to a
+// project does: the group's project listing then includes it, unless asked
+// with with_shared=false.
+func (s *Server) ShareProject(projectID, groupID int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, g := s.projects[projectID], s.groups[groupID]
+	switch {
+	case p == nil:
+		return fmt.Errorf("project %d: %w", projectID, ErrNotFound)
+	case g == nil:
+		return fmt.Errorf("group %d: %w", groupID, ErrNotFound)
+	case !slices.Contains(p.shared, g):
+		p.shared = append(p.shared, g)
+	}
+	return nil
 }
 
 func validPathSegment(s string) bool {
@@ -349,6 +410,10 @@ func (s *Server) CreatePipeline(projectID int64, stages []StageSpec) (PipelineRe
 	if err := validStages(stages); err != nil {
 		s.mu.Unlock()
 		return PipelineRef{}, err
+	}
+	if p.ciOff || p.archived {
+		s.mu.Unlock()
+		return PipelineRef{}, fmt.Errorf("project %d is archived or has CI/CD turned off: it runs no pipelines", projectID)
 	}
 	now := s.clk.Now()
 	s.lastID.pipeline++
