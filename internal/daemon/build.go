@@ -60,7 +60,9 @@ func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 		// a request and never answers would hold every reconcile.
 		hc = &http.Client{Timeout: cloud.RequestTimeout}
 	}
-	opts = append(opts, gitlab.WithHTTPClient(hc))
+	// A 429 is not retried at once: GitLab's job-list limit is per minute,
+	// and the demand source reuses its last reads until Retry-After.
+	opts = append(opts, gitlab.WithHTTPClient(hc), gitlab.WithCustomRetry(demand.RetryPolicy))
 	gl, err := gitlab.NewClient(s.GitLabToken, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("GitLab client for %s: %w", cfg.GitLab.URL, err)
@@ -134,6 +136,9 @@ func Build(s Setup) (*Daemon, error) {
 		if hook, err = demand.NewWebhook(s.WebhookSecret, s.Logger); err != nil {
 			return nil, err
 		}
+		// Hooks of projects shoal does not watch wake nothing; a watched
+		// one's project is read first at the next reconcile.
+		hook.Watch(src.Touch)
 	}
 	pools := make([]string, len(cfg.Pools))
 	for i, p := range cfg.Pools {

@@ -131,6 +131,8 @@ type Reconciler struct {
 	foreign  map[int]bool      // Droplets tagged shoal that shoal did not make, said once
 	offSince map[int]time.Time // when a listing first showed each Droplet powered off
 	shutAt   map[int]time.Time // when a graceful shutdown of an unreachable Droplet was asked for
+	// demandProblems are those of the last snapshot, logged when they appeared.
+	demandProblems map[string]bool
 }
 
 // New returns a Reconciler.
@@ -245,6 +247,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		if snap, err = r.demand.Snapshot(ctx); err != nil {
 			return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
 		}
+		r.noteDemandProblems(snap.Problems)
 	}
 	obs, err := r.runners.Observe(ctx, snap, droplets)
 	if err != nil {
@@ -358,6 +361,19 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+// noteDemandProblems logs each problem reading the queue (a project GitLab
+// refuses, a stale read) when it appears, not at every Step.
+func (r *Reconciler) noteDemandProblems(problems []string) {
+	now := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		now[p] = true
+		if !r.demandProblems[p] {
+			r.log.Warn("cannot read part of the job queue; the rest is read, and the next Step tries again", "problem", p)
+		}
+	}
+	r.demandProblems = now
 }
 
 // action is a Droplet to act on, and why.
