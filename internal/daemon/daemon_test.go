@@ -297,29 +297,12 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
-[gitlab]
-url = %q
-projects = ["%d"]
-
-[daemon]
-ssh_keys = [%q]
-ssh_identity = "/unused/in/this/test"
-state_dir = %q
-
-[[pool]]
-name = "docker"
-tags = ["docker"]
-max_instances = 5
-runner_id = %d
-`, glSrv.URL, project, key.Fingerprint, t.TempDir(), rn.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL,
-		setup: daemon.Setup{Config: cfg, File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
+	r := &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL,
+		setup: daemon.Setup{File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
 			RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
 			DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk}}
+	r.configure(key.Fingerprint, t.TempDir(), fmt.Sprintf(poolTOML, "docker", "docker", rn.ID))
+	return r
 }
 
 // daemon builds a daemon, as `shoal autoscale` does; each call is a fresh
@@ -806,9 +789,8 @@ runner_id = %d
 	}
 }
 
-// reconfigure replaces the rig's config with the same [gitlab] and [daemon]
-// and these pools.
-func (r *rig) reconfigure(pools string) {
+// configure sets the rig's config: GitLab, these SSH keys and state_dir, and pools.
+func (r *rig) configure(sshKey, stateDir, pools string) {
 	r.t.Helper()
 	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
 [gitlab]
@@ -819,11 +801,17 @@ projects = ["%d"]
 ssh_keys = [%q]
 ssh_identity = "/unused/in/this/test"
 state_dir = %q
-%s`, r.glURL, r.project, r.setup.Config.Daemon.SSHKeys[0], r.setup.Config.Daemon.StateDir, pools))
+%s`, r.glURL, r.project, sshKey, stateDir, pools))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.setup.Config = cfg
+}
+
+// reconfigure replaces the rig's pools, keeping the rest of its config.
+func (r *rig) reconfigure(pools string) {
+	r.t.Helper()
+	r.configure(r.setup.Config.Daemon.SSHKeys[0], r.setup.Config.Daemon.StateDir, pools)
 }
 
 const poolTOML = `
