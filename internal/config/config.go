@@ -104,6 +104,9 @@ type GitLab struct {
 	URL string
 	// Projects and Groups (IDs or full paths) are watched for pending jobs.
 	Projects, Groups []string
+	// JobsAPIPerMinute is how many GET /projects/:id/jobs requests shoal may
+	// make a minute (0: the demand source's default, half of GitLab's 600).
+	JobsAPIPerMinute int
 }
 
 // Daemon is how the daemon reaches its runners and serves: the [daemon] table.

@@ -193,6 +193,7 @@ func TestBadConfigs(t *testing.T) {
 		{"daemon tables", `[gitlab]
 url = "gitlab.example.com"
 project = ["a/b"]
+jobs_api_per_minute = 0
 [daemon]
 ssh_keys = "ab:cd"
 [[pool]]
@@ -202,9 +203,10 @@ runner_token_env = "MY-TOKEN"
 `, []string{
 			"2:gitlab.url:not a GitLab address",
 			"3:gitlab.project:unknown key",
-			"5:daemon.ssh_keys:array of strings",
-			"8:pool.runner_id:at least 1",
-			"9:pool.runner_token_env:not an environment variable name",
+			"4:gitlab.jobs_api_per_minute:at least 1",
+			"6:daemon.ssh_keys:array of strings",
+			"9:pool.runner_id:at least 1",
+			"10:pool.runner_token_env:not an environment variable name",
 		}},
 		{"bad globals all at once", `reconcile_interval = "soon"
 rate_budget = 1.5

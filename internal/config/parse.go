@@ -463,7 +463,7 @@ func (f *fields) tables(k string) []*table {
 
 var (
 	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "gitlab", "daemon", "pool"}
-	gitlabKeys = []string{"url", "projects", "groups"}
+	gitlabKeys = []string{"url", "projects", "groups", "jobs_api_per_minute"}
 	daemonKeys = []string{"listen", "ssh_keys", "ssh_identity", "state_dir", "private_network"}
 	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
 		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit",
@@ -570,6 +570,7 @@ func (ps *parser) gitlab(t *table) GitLab {
 	}
 	f.strings("projects", &g.Projects)
 	f.strings("groups", &g.Groups)
+	f.integer("jobs_api_per_minute", 1, &g.JobsAPIPerMinute)
 	f.unknown(gitlabKeys)
 	return g
 }

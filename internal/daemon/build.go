@@ -71,7 +71,7 @@ func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 	for i, p := range cfg.Pools {
 		runnerIDs[i] = int64(p.RunnerID)
 	}
-	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups,
+	src, err := demand.NewSource(gl, demand.Config{Projects: cfg.GitLab.Projects, Groups: cfg.GitLab.Groups, JobsPerMinute: cfg.GitLab.JobsAPIPerMinute,
 		RunnerIDs: runnerIDs, MaxPending: demand.PendingCap(cfg.Pools)}, s.Clock)
 	if err != nil {
 		return nil, nil, nil, err
