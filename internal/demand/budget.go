@@ -86,6 +86,8 @@ func (s *Source) readPending(ctx context.Context, ids []int64, now time.Time, pr
 			delete(touched, pid)
 		case ctx.Err() != nil:
 			return nil, err
+		case unauthorized(err):
+			return nil, err // the token: every other read fails the same way
 		case refused(err):
 			st.refusal, st.refusedAt = err, now
 			st.pending, st.readAt, st.createdAt = nil, time.Time{}, time.Time{}
@@ -100,6 +102,12 @@ func (s *Source) readPending(ctx context.Context, ids []int64, now time.Time, pr
 	read := 0
 	for _, pid := range ids {
 		st := s.state[pid]
+		if !st.readAt.IsZero() && now.Sub(st.readAt) >= staleLimit {
+			// Too old to stand for the queue: its jobs have most likely
+			// started or ended, and counting them would keep Droplets for
+			// ghosts.
+			st.pending, st.readAt = nil, time.Time{}
+		}
 		age := now.Sub(st.readAt).Round(time.Second)
 		switch {
 		case st.refusal != nil:
@@ -136,7 +144,7 @@ func (s *Source) readPending(ctx context.Context, ids []int64, now time.Time, pr
 func (s *Source) rateLimitProblem(problems *[]string) {
 	if s.clk.Now().Before(s.blockedUntil) {
 		*problems = append(*problems, fmt.Sprintf("GitLab rate-limits job lists (429): none is read before %s, "+
-			"the last reads stand in meanwhile; lower JobsPerMinute, or have GitLab's admin raise project_jobs_api_rate_limit",
+			"the last reads stand in meanwhile; lower [gitlab] jobs_api_per_minute, or have GitLab's admin raise project_jobs_api_rate_limit",
 			s.blockedUntil.UTC().Format(time.TimeOnly)))
 	}
 }
@@ -154,7 +162,7 @@ func (s *Source) heldBack() string {
 	if s.clk.Now().Before(s.blockedUntil) {
 		return "GitLab rate-limits job lists until " + s.blockedUntil.UTC().Format(time.TimeOnly)
 	}
-	return fmt.Sprintf("the budget of %d job-list requests a minute (JobsPerMinute) is spent; "+
+	return fmt.Sprintf("the budget of %d job-list requests a minute ([gitlab] jobs_api_per_minute) is spent; "+
 		"raise it (GitLab allows 600 by default) or watch fewer projects", s.cfg.JobsPerMinute)
 }
 
@@ -172,6 +180,12 @@ func (s *Source) name(pid int64) string {
 		return fmt.Sprintf("project %s (ID %d)", n, pid)
 	}
 	return fmt.Sprintf("project %d", pid)
+}
+
+// unauthorized: GitLab refuses the token itself (revoked, expired).
+func unauthorized(err error) bool {
+	var er *gitlab.ErrorResponse
+	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnauthorized
 }
 
 // refused reports whether GitLab refuses the project's job list for good:

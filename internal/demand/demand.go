@@ -63,6 +63,10 @@ type Config struct {
 // a rate limit holds reads back, before a Snapshot reports it as a Problem.
 const staleAfter = 2 * time.Minute
 
+// staleLimit is how old a project's last read may be and still stand in for
+// a failed one; an older one is left out.
+const staleLimit = 10 * time.Minute
+
 // PendingCap is the MaxPending worth reading for pools: as many jobs as they
 // could ever run at once (at least 100), since a longer queue saturates them all.
 func PendingCap(pools []config.Pool) int {

@@ -673,12 +673,39 @@ func TestSnapshotKeepsLastReadOnErrors(t *testing.T) {
 	if snap, err = src.Snapshot(ctx); err != nil || len(snap.Pending) != 3 {
 		t.Errorf("all failing after earlier reads: %d pending, %v; want the last 3", len(snap.Pending), err)
 	}
+	// Until they are too old to stand for the queue.
+	w.clk.Advance(10 * time.Minute)
+	if _, err := src.Snapshot(ctx); err == nil {
+		t.Error("all failing for 10 minutes: the reads of 10 minutes ago still stood in")
+	}
 	// A Source that never read any: nothing to decide on.
 	fresh, _ := demand.NewSource(w.clientBehind(t, intercept), demand.Config{
 		Projects: []string{fmt.Sprint(w.web), fmt.Sprint(broken)}}, w.clk)
 	var er *gitlab.ErrorResponse
 	if _, err := fresh.Snapshot(ctx); !errors.As(err, &er) || er.Response.StatusCode != http.StatusBadGateway {
 		t.Errorf("no project ever read: err = %v, want the 502", err)
+	}
+}
+
+// A token GitLab refuses (revoked, expired: 401) fails the Snapshot at once:
+// earlier reads do not stand in, every other read would fail the same way.
+func TestSnapshotFailsOnARefusedToken(t *testing.T) {
+	w := newWorld(t)
+	revoked := false
+	src := w.webSourceBehind(t, func(rw http.ResponseWriter, r *http.Request) bool {
+		// Only the job lists say so here; in GitLab every request would.
+		return revoked && strings.HasSuffix(r.URL.Path, "/jobs") && fail(rw, http.StatusUnauthorized)
+	})
+	ctx := context.Background()
+	w.pipeline(t, w.web, 1, time.Hour, "docker")
+	if _, err := src.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	revoked = true
+	w.clk.Advance(10 * time.Second)
+	var er *gitlab.ErrorResponse
+	if snap, err := src.Snapshot(ctx); !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnauthorized {
+		t.Errorf("token refused: %d pending, err %v; want the 401", len(snap.Pending), err)
 	}
 }
 
