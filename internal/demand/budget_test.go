@@ -115,7 +115,7 @@ func TestSnapshotBudgetPrefersTouchedProjects(t *testing.T) {
 	}
 	// a and b fill the budget; c is left out, reported.
 	snap := look(map[int64]int{a: 1, b: 1, c: 0})
-	if len(problemsAbout(snap, fmt.Sprintf("project %d", c), "not read yet", "JobsPerMinute")) != 1 {
+	if len(problemsAbout(snap, fmt.Sprintf("project %d", c), "not read yet", "jobs_api_per_minute")) != 1 {
 		t.Errorf("problems %q, want c left out over budget", snap.Problems)
 	}
 	for _, p := range []int64{a, b, c} {
