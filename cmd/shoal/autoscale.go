@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,8 +26,8 @@ func init() { subcommands = append(subcommands, newAutoscaleCmd) }
 
 func newAutoscaleCmd() *cobra.Command {
 	var (
-		cfgPath, listen string
-		once, check     bool
+		cfgPath, listen         string
+		once, check, newHostKey bool
 	)
 	cmd := &cobra.Command{
 		Use:   "autoscale",
@@ -88,7 +89,7 @@ See docs/autoscaling.md for the configuration file.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "All %d checks passed: `shoal autoscale --config %s` can run.\n", len(findings), cfgPath)
 				return nil
 			}
-			if err := prepareState(&setup, log); err != nil {
+			if err := prepareState(cmd.Context(), &setup, newHostKey, log); err != nil {
 				return err
 			}
 			d, err := daemon.Build(setup)
@@ -116,6 +117,7 @@ See docs/autoscaling.md for the configuration file.`,
 	f.StringVar(&listen, "listen", "", "address for /hooks/gitlab, /metrics and /healthz (default: [daemon] listen, "+config.DefaultListen+")")
 	f.BoolVar(&once, "once", false, "reconcile once, print what was done, and exit")
 	f.BoolVar(&check, "check", false, "check the setup against DigitalOcean and GitLab, changing nothing, and exit")
+	f.BoolVar(&newHostKey, "new-host-key", false, "make a new runner host key though runner Droplets exist (state_dir lost its key): they are then shut down through DigitalOcean when retired")
 	cmd.MarkFlagsMutuallyExclusive("once", "check")
 	return cmd
 }
@@ -154,13 +156,25 @@ func autoscaleSetup(cfg *config.Config, path string, log *slog.Logger) (daemon.S
 }
 
 // prepareState makes the state directory, and the runner host key in it on
-// the first start, for a daemon that runs (not for --check).
-func prepareState(s *daemon.Setup, log *slog.Logger) error {
+// the first start, for a daemon that runs (not for --check). A new key while
+// runner Droplets exist is refused unless newHostKey says so: they trust the
+// key they were booted with, and a lost key file is better restored.
+func prepareState(ctx context.Context, s *daemon.Setup, newHostKey bool, log *slog.Logger) error {
 	cfg := s.Config
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
 		return fmt.Errorf("daemon.state_dir: %w (set [daemon] state_dir to a directory shoal's user may write)", err)
 	}
 	hostKey := filepath.Join(cfg.Daemon.StateDir, daemon.HostKeyFile)
+	if _, err := os.Stat(hostKey); errors.Is(err, fs.ErrNotExist) && !newHostKey {
+		ds, err := s.FleetDroplets(ctx)
+		if err != nil {
+			return fmt.Errorf("%s is missing; before making a new one shoal looks for runner Droplets that trust the old one: %w", hostKey, err)
+		}
+		if len(ds) > 0 {
+			return fmt.Errorf("%s is missing, but %d runner Droplets exist (%s…): they trust the host key they were booted with, so with a new one shoal could not drain them over SSH and would shut them down through DigitalOcean instead. "+
+				"Restore the file from a backup of state_dir, or run once with --new-host-key to accept that", hostKey, len(ds), ds[0].Name)
+		}
+	}
 	var created bool
 	var err error
 	if s.HostKey, created, err = runnerhost.LoadHostKey(hostKey); err != nil {

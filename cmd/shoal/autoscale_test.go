@@ -129,4 +129,27 @@ runner_id = %d
 	if st, err := os.Stat(filepath.Join(stateDir, "runner_host_key")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("runner host key: %v, %v", st, err)
 	}
+
+	// The host key file is lost while a runner Droplet exists: no new key
+	// unless asked for, since that Droplet trusts the old one.
+	if err := os.Remove(filepath.Join(stateDir, "runner_host_key")); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), args, &stdout, &stderr); code == exitOK || !strings.Contains(stderr.String(), "1 runner Droplets exist") ||
+		!strings.Contains(stderr.String(), "--new-host-key") {
+		t.Fatalf("host key lost with a Droplet left: exit %d, %s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "runner_host_key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused start made a host key: %v", err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), append(args, "--new-host-key"), &stdout, &stderr); code != exitOK {
+		t.Fatalf("--new-host-key: exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "runner_host_key")); err != nil {
+		t.Errorf("--new-host-key made no host key: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
@@ -77,6 +78,20 @@ func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 		return nil, nil, nil, err
 	}
 	return do, gl, src, nil
+}
+
+// FleetDroplets lists the runner Droplets shoal made (tagged shoal, named
+// shoal-…), of any pool.
+func (s Setup) FleetDroplets(ctx context.Context) ([]cloud.Droplet, error) {
+	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+	if err != nil {
+		return nil, err
+	}
+	ds, err := do.ListDroplets(ctx, reconcile.FleetTag)
+	if err != nil {
+		return nil, fmt.Errorf("list runner Droplets: %w", err)
+	}
+	return slices.DeleteFunc(ds, func(d cloud.Droplet) bool { return !strings.HasPrefix(d.Name, "shoal-") }), nil
 }
 
 // Build wires the real autoscaler: godo for DigitalOcean, client-go for
