@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +63,8 @@ type droplets struct {
 	runners []runner          // in the order they started
 	byID    map[int]runner    // the runner of each Droplet
 	drained map[string]bool   // by system_id
+	// hung: a Droplet deleted undrained is expected (it never answered).
+	hung bool
 	// together, when above 1, holds each drain until that many are in
 	// flight at once (or 5 s have passed); most is the most seen.
 	together, inFlight, most int
@@ -98,7 +102,7 @@ func (d *droplets) gone(ev doemu.DropletEvent) {
 	if !ok {
 		return // deleted before its runner started
 	}
-	if !drained {
+	if !drained && !d.hung {
 		d.t.Errorf("Droplet %s was deleted at %s without its runner being drained first", ev.Name, ev.At.Format("15:04:05"))
 	}
 	if err := d.gl.Unregister(r.token, r.systemID); err != nil {
@@ -258,7 +262,10 @@ type rig struct {
 	problemsExpected bool
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with DigitalOcean's API behind wrapDO.
+func newRigWith(t *testing.T, wrapDO func(http.Handler) http.Handler) *rig {
 	clk := clock.NewVirtual(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	hostKey, err := runnerhost.NewHostKey()
 	if err != nil {
@@ -273,7 +280,11 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doSrv := httptest.NewServer(do)
+	var api http.Handler = do
+	if wrapDO != nil {
+		api = wrapDO(do)
+	}
+	doSrv := httptest.NewServer(api)
 	t.Cleanup(doSrv.Close)
 	fleet.do = doSrv.URL
 	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{glToken}})
@@ -897,5 +908,79 @@ func TestUnreachableRunnerIsShutDownGracefully(t *testing.T) {
 	}
 	if len(left) != 0 {
 		t.Errorf("%d Droplets left", len(left))
+	}
+}
+
+// A Droplet being shut down takes no job: a job that comes meanwhile gets a
+// new Droplet at once.
+func TestDropletBeingShutDownIsNoCapacity(t *testing.T) {
+	r := newRig(t)
+	d := r.daemon()
+	ids := r.pipeline(time.Minute)
+	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
+	if !r.succeeded(ids) {
+		t.Fatal("the first job did not succeed")
+	}
+	r.fleet.unreachable()
+	r.problemsExpected = true
+	off := func() bool {
+		ds, err := r.doc.ListDroplets(context.Background(), reconcile.FleetTag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(ds, func(x cloud.Droplet) bool { return x.Status == "off" })
+	}
+	r.run(d, time.Hour, func(int, int) bool { return off() })
+	if !off() {
+		t.Fatal("the unreachable Droplet was never shut down")
+	}
+	next := r.pipeline(time.Minute)
+	start := r.clk.Now()
+	r.run(d, 30*time.Minute, func(int, int) bool { j, _ := r.gl.Job(next[0]); return j.Status != glemu.StatusPending })
+	if waited := r.clk.Now().Sub(start); waited > 2*time.Minute {
+		t.Errorf("a job waited %s for a runner: the Droplet being shut down counted as free capacity", waited)
+	}
+}
+
+// A Droplet that ignores the graceful shutdown (hung: DigitalOcean issues the
+// shutdown, it does not promise it succeeds) is deleted after ShutdownLimit,
+// not paid for forever.
+func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
+	var asked atomic.Int64
+	r := newRigWith(t, func(do http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/actions") {
+				body, _ := io.ReadAll(req.Body)
+				if strings.Contains(string(body), `"shutdown"`) {
+					n := asked.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusCreated)
+					fmt.Fprintf(w, `{"action":{"id":%d,"status":"in-progress","type":"shutdown","resource_type":"droplet"}}`, 900000+n)
+					return
+				}
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			do.ServeHTTP(w, req)
+		})
+	})
+	d := r.daemon()
+	ids := r.pipeline(time.Minute)
+	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
+	if !r.succeeded(ids) {
+		t.Fatal("the job did not succeed")
+	}
+	r.fleet.unreachable()
+	r.problemsExpected = true
+	r.fleet.hung = true // deleted undrained: it never answered
+	start := r.clk.Now()
+	_, deleted := r.run(d, 6*time.Hour, func(_, deleted int) bool { return deleted > 0 })
+	if deleted == 0 {
+		t.Fatalf("a hung Droplet is still billed 6 hours later (shutdown asked %d times)", asked.Load())
+	}
+	if took := r.clk.Now().Sub(start); took < 3*time.Hour {
+		t.Errorf("deleted %s after SSH went, before the 3-hour shutdown limit", took)
+	}
+	if n := asked.Load(); n < 2 {
+		t.Errorf("shutdown asked %d times in 3 hours; want it asked again while the Droplet stays on", n)
 	}
 }

@@ -92,6 +92,11 @@ type Config struct {
 	SSHKeys []string
 	// UserData returns the cloud-init for a new Droplet (nil: none).
 	UserData func(pool config.Pool, name string) string
+	// ShutdownLimit bounds how long a Droplet shut down gracefully, its
+	// runner unreachable, may take to power off before it is deleted all the
+	// same, loudly: a hung Droplet ignores the shutdown, and would be paid
+	// for forever. Default 3 hours (GitLab's default job timeout is one).
+	ShutdownLimit time.Duration
 	// StuckNew, StuckOff and RegisterTimeout bound how long a Droplet may stay
 	// "new", stay "off", or run without its runner registering before it is
 	// reaped. Defaults 10, 10 and 15 minutes.
@@ -130,7 +135,8 @@ type Reconciler struct {
 	listedAt time.Time         // zero until the first listing
 	foreign  map[int]bool      // Droplets tagged shoal that shoal did not make, said once
 	offSince map[int]time.Time // when a listing first showed each Droplet powered off
-	shutAt   map[int]time.Time // when a graceful shutdown of an unreachable Droplet was asked for
+	shutAt   map[int]shutdown  // graceful shutdowns asked for, of Droplets whose runners cannot be reached
+	madeAt   map[int]time.Time // when this Reconciler made each Droplet, for the last unlistedFor
 	// demandProblems are those of the last snapshot, logged when they appeared.
 	demandProblems map[string]bool
 }
@@ -145,6 +151,9 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	if cfg.RegisterTimeout == 0 {
 		cfg.RegisterTimeout = 15 * time.Minute
+	}
+	if cfg.ShutdownLimit == 0 {
+		cfg.ShutdownLimit = 3 * time.Hour
 	}
 	if cfg.ListEvery == 0 {
 		cfg.ListEvery = 2 * time.Minute
@@ -169,7 +178,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
 		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{},
-		shutAt: map[int]time.Time{}, state: cfg.State}
+		shutAt: map[int]shutdown{}, madeAt: map[int]time.Time{}, state: cfg.State}
 }
 
 // State is what the policy has learned so far. Not safe to call during a Step.
@@ -308,7 +317,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			}
 		}
 		for _, d := range byPool[pool.Name] {
-			pp.Droplets = append(pp.Droplets, toPolicy(d, status[d.ID]))
+			pd := toPolicy(d, status[d.ID])
+			if _, ok := r.shutAt[d.ID]; ok {
+				pd.State = policy.Draining // being shut down: no one's capacity
+			}
+			pp.Droplets = append(pp.Droplets, pd)
 		}
 		pp.Waiting = obs.Waiting[pool.Name]
 		ps.Pools = append(ps.Pools, pp)
@@ -350,7 +363,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	}
 	running, unreachable := r.drainAll(ctx, spend, &rep, draining)
 	for _, a := range append(shutting, unreachable...) {
-		r.shutdown(spend, &rep, a.d, avail)
+		r.shutdown(spend, &rep, a, status[a.d.ID], avail)
 	}
 	for _, a := range retiring {
 		r.retire(spend, &rep, a, status[a.d.ID], running, avail)
@@ -453,10 +466,15 @@ func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) stri
 const unlistedFor = 2 * time.Minute
 
 // withUnlisted adds to a fresh listing the Droplets this Reconciler made in
-// the last unlistedFor that it does not show yet.
+// the last unlistedFor (by its own clock) that it does not show yet.
 func (r *Reconciler) withUnlisted(now time.Time, listed []cloud.Droplet) []cloud.Droplet {
+	for id, at := range r.madeAt {
+		if now.Sub(at) >= unlistedFor {
+			delete(r.madeAt, id)
+		}
+	}
 	for _, d := range r.fleet {
-		if now.Sub(d.Created) < unlistedFor && !slices.ContainsFunc(listed, func(x cloud.Droplet) bool { return x.ID == d.ID }) {
+		if _, recent := r.madeAt[d.ID]; recent && !slices.ContainsFunc(listed, func(x cloud.Droplet) bool { return x.ID == d.ID }) {
 			listed = append(listed, d)
 		}
 	}
@@ -582,26 +600,43 @@ func quiet(d cloud.Droplet, st RunnerStatus) bool {
 // Droplet still not off (DigitalOcean may have failed the action).
 const shutdownEvery = 10 * time.Minute
 
+// shutdown is a graceful shutdown asked for: first and last.
+type shutdown struct{ first, last time.Time }
+
 // shutdown asks DigitalOcean to shut a Droplet down gracefully, its runner
 // being unreachable: systemd stops gitlab-runner as a drain does (SIGQUIT,
-// no timeout), so its jobs finish first. Once the Droplet is off, retire
-// deletes it.
-func (r *Reconciler) shutdown(ctx context.Context, rep *Report, d cloud.Droplet, avail func() int) {
+// no timeout; the user data lifts poweroff.target's 30 minutes), so its jobs
+// finish first. Once the Droplet is off, retire deletes it. One still on
+// ShutdownLimit after the first ask is deleted all the same.
+func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st RunnerStatus, avail func() int) {
 	now := r.clock.Now()
-	if at, ok := r.shutAt[d.ID]; d.Status == "off" || ok && now.Sub(at) < shutdownEvery {
+	sd, asked := r.shutAt[a.d.ID]
+	switch {
+	case a.d.Status == "off":
+		return // retire deletes it
+	case asked && now.Sub(sd.first) >= r.cfg.ShutdownLimit:
+		r.log.Error("a Droplet shut down gracefully has not powered off within the limit; deleting it anyway (a job still on it is lost). Its runner could not be reached over SSH either: it is most likely hung",
+			"droplet", a.d.Name, "limit", r.cfg.ShutdownLimit, "running_jobs_in_gitlab", st.Running)
+		r.delete(ctx, rep, a.d, fmt.Sprintf("not off %s after a graceful shutdown", r.cfg.ShutdownLimit), avail)
+		return
+	case asked && now.Sub(sd.last) < shutdownEvery:
 		return
 	}
 	if avail() < 1 {
-		rep.Deferred = append(rep.Deferred, "shut down "+d.Name)
+		rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
 		return
 	}
-	if _, err := r.cloud.StartDropletAction(ctx, d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
-		rep.failed("shut down "+d.Name, err)
+	if _, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
+		rep.failed("shut down "+a.d.Name, err)
 		return
 	}
-	r.shutAt[d.ID] = now
-	r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
-		"droplet", d.Name)
+	if !asked {
+		sd.first = now
+		r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
+			"droplet", a.d.Name)
+	}
+	sd.last = now
+	r.shutAt[a.d.ID] = sd
 }
 
 // retire deletes a Droplet once its runner is drained and idle: running says
@@ -657,6 +692,9 @@ func (r *Reconciler) create(ctx context.Context, rep *Report, dec policy.Decisio
 		spec.UserData = r.cfg.UserData(pool, "")
 	}
 	made, err := r.cloud.CreateDroplets(ctx, spec, names)
+	for _, d := range made {
+		r.madeAt[d.ID] = r.clock.Now()
+	}
 	rep.Created = append(rep.Created, made...)
 	r.fleet = append(r.fleet, made...)
 	if err != nil {

@@ -123,6 +123,13 @@ func TestUserData(t *testing.T) {
 	}
 	checkDropIn(t, dropIn)
 	checkCloudConfig(t, ud)
+	// A graceful shutdown (what shoal does to a runner it cannot reach)
+	// waits for the jobs, past systemd's 30 minutes.
+	for _, target := range []string{"poweroff", "halt"} {
+		if got := files["/etc/systemd/system/"+target+".target.d/shoal.conf"]; !strings.Contains(got, "JobTimeoutSec=infinity") {
+			t.Errorf("%s.target's drop-in is %q; want JobTimeoutSec=infinity", target, got)
+		}
+	}
 	// apt waits for the dpkg lock that a fresh image's apt-daily and
 	// unattended-upgrades hold right after the first boot.
 	if got := files["/etc/apt/apt.conf.d/90shoal-dpkg-lock"]; !regexp.MustCompile(`(?m)^DPkg::Lock::Timeout "[1-9][0-9]*";$`).MatchString(got) {

@@ -145,6 +145,10 @@ const (
 	systemIDPath = "/etc/gitlab-runner/.runner_system_id"
 	dropInPath   = "/etc/systemd/system/gitlab-runner.service.d/shoal.conf"
 	aptConfPath  = "/etc/apt/apt.conf.d/90shoal-dpkg-lock"
+	// A graceful shutdown (DigitalOcean's shutdown action: the ACPI power
+	// button) waits for the runner's jobs.
+	poweroffDropInPath = "/etc/systemd/system/poweroff.target.d/shoal.conf"
+	haltDropInPath     = "/etc/systemd/system/halt.target.d/shoal.conf"
 )
 
 // aptConf has apt wait for the dpkg lock instead of failing at once: right
@@ -152,6 +156,15 @@ const (
 // often hold it, and the setup script's installs (get.docker.com's and the
 // runner's) would fail.
 const aptConf = `DPkg::Lock::Timeout "600";
+`
+
+// shutdownWait lifts the 30-minute limit systemd's poweroff.target and
+// halt.target put on a shutdown (JobTimeoutSec=30min, then
+// JobTimeoutAction=poweroff-force): shoal shuts an unreachable runner's
+// Droplet down gracefully, and a job with more than half an hour to go
+// would otherwise be cut off. shoal's own hard limit bounds the wait.
+const shutdownWait = `[Unit]
+JobTimeoutSec=infinity
 `
 
 // metadataBlock keeps job containers (Docker's FORWARD path) away from the
@@ -261,6 +274,8 @@ func UserData(key *HostKey, spec RunnerSpec) (string, error) {
 			{Path: configPath, Permissions: "0600", Content: string(rc)},
 			{Path: dropInPath, Permissions: "0644", Content: dropIn},
 			{Path: aptConfPath, Permissions: "0644", Content: aptConf},
+			{Path: poweroffDropInPath, Permissions: "0644", Content: shutdownWait},
+			{Path: haltDropInPath, Permissions: "0644", Content: shutdownWait},
 		},
 		RunCmd: [][]string{{"sh", "-c", setupScript}},
 	}
