@@ -100,31 +100,36 @@ func (s *Source) readPending(ctx context.Context, ids []int64, now time.Time, pr
 	var out []PendingJob
 	var failure error // the first, for when no project could be read
 	read := 0
+	// Problems name times of day, not ages, so that one that lasts reads the
+	// same at every poll (and is logged once).
 	for _, pid := range ids {
 		st := s.state[pid]
-		if !st.readAt.IsZero() && now.Sub(st.readAt) >= staleLimit {
-			// Too old to stand for the queue: its jobs have most likely
-			// started or ended, and counting them would keep Droplets for
-			// ghosts.
-			st.pending, st.readAt = nil, time.Time{}
-		}
-		age := now.Sub(st.readAt).Round(time.Second)
+		// A read too old to stand for the queue (its jobs have most likely
+		// started or ended: counting them would keep Droplets for ghosts)
+		// stands in for nothing.
+		tooOld := !st.readAt.IsZero() && now.Sub(st.readAt) >= staleLimit
+		at := st.readAt.UTC().Format(time.TimeOnly)
 		switch {
 		case st.refusal != nil:
 			failure = cmp.Or(failure, st.refusal)
-			*problems = append(*problems, s.refusedProblem(pid, st.refusal, st.refusedAt.Add(s.cfg.GroupRefresh).Sub(now)))
+			*problems = append(*problems, s.refusedProblem(pid, st.refusal, st.refusedAt.Add(s.cfg.GroupRefresh)))
 			continue
 		case st.err != nil && st.readAt.IsZero():
 			failure = cmp.Or(failure, st.err)
 			*problems = append(*problems, fmt.Sprintf("%v: %s is left out, never read; %s", st.err, s.name(pid), s.retryNote()))
+		case tooOld:
+			failure = cmp.Or(failure, cmp.Or(st.err, fmt.Errorf("%s: pending jobs last read at %s", s.name(pid), at)))
+			*problems = append(*problems, fmt.Sprintf("%s is left out: its pending jobs were last read at %s, over %s ago (%s); %s",
+				s.name(pid), at, staleLimit, cmp.Or(errText(st.err), s.heldBack()), s.retryNote()))
+			continue
 		case st.err != nil:
-			*problems = append(*problems, fmt.Sprintf("%v: %s's pending jobs as read %s ago stand in; %s",
-				st.err, s.name(pid), age, s.retryNote()))
+			*problems = append(*problems, fmt.Sprintf("%v: %s's pending jobs as read at %s stand in; %s",
+				st.err, s.name(pid), at, s.retryNote()))
 		case st.readAt.IsZero():
 			failure = cmp.Or(failure, fmt.Errorf("%s: pending jobs not read yet: %s", s.name(pid), s.heldBack()))
 			*problems = append(*problems, fmt.Sprintf("%s is left out, not read yet: %s", s.name(pid), s.heldBack()))
-		case age >= staleAfter:
-			*problems = append(*problems, fmt.Sprintf("%s's pending jobs were read %s ago: %s", s.name(pid), age, s.heldBack()))
+		case now.Sub(st.readAt) >= staleAfter:
+			*problems = append(*problems, fmt.Sprintf("%s's pending jobs were last read at %s: %s", s.name(pid), at, s.heldBack()))
 		}
 		if !st.readAt.IsZero() {
 			read++
@@ -166,12 +171,20 @@ func (s *Source) heldBack() string {
 		"raise it (GitLab allows 600 by default) or watch fewer projects", s.cfg.JobsPerMinute)
 }
 
-func (s *Source) refusedProblem(pid int64, err error, retryIn time.Duration) string {
+func (s *Source) refusedProblem(pid int64, err error, retryAt time.Time) string {
 	what := "GitLab refuses its job list (403): turn CI/CD on in its settings or give the token's user at least Reporter access there, or stop watching it"
 	if errors.Is(err, gitlab.ErrNotFound) {
 		what = "GitLab does not find it (404): it was deleted or moved, or the token's user cannot see it; fix the configuration"
 	}
-	return fmt.Sprintf("%s is left out: %s; asking again in %s", s.name(pid), what, max(retryIn, 0).Round(time.Second))
+	return fmt.Sprintf("%s is left out: %s; asking again at %s", s.name(pid), what, retryAt.UTC().Format(time.TimeOnly))
+}
+
+// errText is err's text, or "" for none.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // name is how Problems name a project: by path when known.

@@ -336,9 +336,9 @@ func (s *Source) resolve(ctx context.Context, key string, now time.Time, problem
 	case !ok || ctx.Err() != nil:
 		return nil, err
 	}
-	*problems = append(*problems, fmt.Sprintf("%v: still watching the %d project(s) of %s as read %s ago; "+
+	*problems = append(*problems, fmt.Sprintf("%v: still watching the %d project(s) of %s as read at %s; "+
 		"trying again at the next poll (if this lasts, check that the token's user can still see it)",
-		err, len(last.ids), key, now.Sub(last.at).Round(time.Second)))
+		err, len(last.ids), key, last.at.UTC().Format(time.TimeOnly)))
 	return last.ids, nil
 }
 

@@ -664,8 +664,18 @@ func TestSnapshotKeepsLastReadOnErrors(t *testing.T) {
 	if pendingOf(snap, w.web) != 2 || pendingOf(snap, w.api) != 1 {
 		t.Errorf("pending web %d, api %d; want 2 (fresh) and 1 (the last read)", pendingOf(snap, w.web), pendingOf(snap, w.api))
 	}
-	if got := problemsAbout(snap, fmt.Sprintf("project %d", w.api), "502", "10s ago"); len(got) != 1 {
-		t.Errorf("problems %q, want api's read from 10s ago standing in", snap.Problems)
+	readAt := w.clk.Now().Add(-10 * time.Second).UTC().Format(time.TimeOnly)
+	if got := problemsAbout(snap, fmt.Sprintf("project %d", w.api), "502", "as read at "+readAt); len(got) != 1 {
+		t.Errorf("problems %q, want api's read of %s standing in", snap.Problems, readAt)
+	}
+	// A problem that lasts reads the same at the next poll: it is logged once.
+	w.clk.Advance(15 * time.Second)
+	again, err := src.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Problems, snap.Problems) {
+		t.Errorf("the same problems read differently 15 s later:\n%q\n%q", snap.Problems, again.Problems)
 	}
 
 	// All fail: the earlier reads stand in.
@@ -678,6 +688,11 @@ func TestSnapshotKeepsLastReadOnErrors(t *testing.T) {
 	if _, err := src.Snapshot(ctx); err == nil {
 		t.Error("all failing for 10 minutes: the reads of 10 minutes ago still stood in")
 	}
+	delete(failing, fmt.Sprint(w.web))
+	if snap, err = src.Snapshot(ctx); err != nil || len(problemsAbout(snap, fmt.Sprintf("project %d", w.api), "last read at "+readAt)) != 1 {
+		t.Errorf("api's read too old to stand in: problems %q, %v; want it said when api was last read", snap.Problems, err)
+	}
+	failing[fmt.Sprint(w.web)] = true
 	// A Source that never read any: nothing to decide on.
 	fresh, _ := demand.NewSource(w.clientBehind(t, intercept), demand.Config{
 		Projects: []string{fmt.Sprint(w.web), fmt.Sprint(broken)}}, w.clk)
