@@ -875,21 +875,28 @@ func TestDropletsOfRunnersNoLongerWatchedAreDrainedBeforeDeletion(t *testing.T) 
 	}
 }
 
+// idleThenUnreachable runs a short job on a new Droplet, then cuts the
+// Droplet off from SSH; the drains that fail from then on are expected.
+func (r *rig) idleThenUnreachable(d *daemon.Daemon) {
+	r.t.Helper()
+	ids := r.pipeline(time.Minute)
+	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
+	if !r.succeeded(ids) {
+		r.t.Fatal("the job did not succeed")
+	}
+	r.fleet.unreachable()
+	r.problemsExpected = true
+}
+
 // A runner that cannot be reached over SSH is never taken for drained: after
 // runnerhost gives up on it, its Droplet is shut down gracefully through
 // DigitalOcean (its runner finishes its jobs first) and deleted once off.
 func TestUnreachableRunnerIsShutDownGracefully(t *testing.T) {
 	r := newRig(t)
 	d := r.daemon()
-	ids := r.pipeline(time.Minute)
-	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
-	if !r.succeeded(ids) {
-		t.Fatal("the job did not succeed")
-	}
-	r.fleet.unreachable()
+	r.idleThenUnreachable(d)
 	start := r.clk.Now()
 	var deletedAt time.Time
-	r.problemsExpected = true
 	r.run(d, time.Hour, func(_, deleted int) bool {
 		if deleted > 0 {
 			deletedAt = r.clk.Now()
@@ -916,13 +923,7 @@ func TestUnreachableRunnerIsShutDownGracefully(t *testing.T) {
 func TestDropletBeingShutDownIsNoCapacity(t *testing.T) {
 	r := newRig(t)
 	d := r.daemon()
-	ids := r.pipeline(time.Minute)
-	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
-	if !r.succeeded(ids) {
-		t.Fatal("the first job did not succeed")
-	}
-	r.fleet.unreachable()
-	r.problemsExpected = true
+	r.idleThenUnreachable(d)
 	off := func() bool {
 		ds, err := r.doc.ListDroplets(context.Background(), reconcile.FleetTag)
 		if err != nil {
@@ -964,13 +965,7 @@ func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
 		})
 	})
 	d := r.daemon()
-	ids := r.pipeline(time.Minute)
-	r.run(d, 5*time.Minute, func(int, int) bool { return r.succeeded(ids) })
-	if !r.succeeded(ids) {
-		t.Fatal("the job did not succeed")
-	}
-	r.fleet.unreachable()
-	r.problemsExpected = true
+	r.idleThenUnreachable(d)
 	r.fleet.hung = true // deleted undrained: it never answered
 	start := r.clk.Now()
 	_, deleted := r.run(d, 6*time.Hour, func(_, deleted int) bool { return deleted > 0 })
