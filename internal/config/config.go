@@ -124,6 +124,10 @@ type Daemon struct {
 	StateDir string
 	// PrivateNetwork reaches runner Droplets at their VPC address.
 	PrivateNetwork bool
+	// ShutdownLimit is how long a Droplet whose runner cannot be reached,
+	// shut down gracefully, may take to power off before it is deleted all
+	// the same (0: the reconciler's default, 3 hours).
+	ShutdownLimit time.Duration
 }
 
 // RequestsPerMinute is the budget's share of DigitalOcean's 250 requests/minute.

@@ -190,6 +190,7 @@ func TestBadConfigs(t *testing.T) {
 		want []string
 	}{
 		{"unknown global key", "reconcile_intervall = \"10s\"\n", []string{"1:reconcile_intervall:unknown key"}},
+		{"shutdown limit too short", "[daemon]\nshutdown_limit = \"10s\"\n", []string{"2:daemon.shutdown_limit:at least a minute"}},
 		{"daemon tables", `[gitlab]
 url = "gitlab.example.com"
 project = ["a/b"]
@@ -418,6 +419,7 @@ listen = "127.0.0.1:9252"
 ssh_keys = ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"]
 ssh_identity = "/etc/shoal/id_ed25519"
 private_network = true
+shutdown_limit = "5h"
 
 [[pool]]
 name = "docker-large"
@@ -430,7 +432,8 @@ runner_id = 42
 		t.Errorf("a complete daemon config: %v", err)
 	}
 	if cfg.GitLab.URL != "https://gitlab.example.com" || !reflect.DeepEqual(cfg.GitLab.Groups, []string{"acme"}) ||
-		cfg.Daemon.Listen != "127.0.0.1:9252" || !cfg.Daemon.PrivateNetwork || cfg.Daemon.StateDir != config.DefaultStateDir {
+		cfg.Daemon.Listen != "127.0.0.1:9252" || !cfg.Daemon.PrivateNetwork || cfg.Daemon.StateDir != config.DefaultStateDir ||
+		cfg.Daemon.ShutdownLimit != 5*time.Hour {
 		t.Errorf("parsed %+v %+v", cfg.GitLab, cfg.Daemon)
 	}
 	if got := cfg.Pools[0].TokenEnv(); got != "SHOAL_RUNNER_TOKEN_DOCKER_LARGE" {

@@ -464,7 +464,7 @@ func (f *fields) tables(k string) []*table {
 var (
 	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "gitlab", "daemon", "pool"}
 	gitlabKeys = []string{"url", "projects", "groups", "jobs_api_per_minute"}
-	daemonKeys = []string{"listen", "ssh_keys", "ssh_identity", "state_dir", "private_network"}
+	daemonKeys = []string{"listen", "ssh_keys", "ssh_identity", "state_dir", "private_network", "shutdown_limit"}
 	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
 		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit",
 		"runner_id", "runner_token_env", "policy"}
@@ -582,6 +582,9 @@ func (ps *parser) daemon(t *table, d *Daemon) {
 	f.str("ssh_identity", &d.SSHIdentity)
 	f.str("state_dir", &d.StateDir)
 	f.boolean("private_network", &d.PrivateNetwork)
+	if line, ok := f.duration("shutdown_limit", &d.ShutdownLimit); ok && d.ShutdownLimit < time.Minute {
+		ps.add(line, "daemon.shutdown_limit", "must be at least a minute, got %s: a graceful shutdown waits for the runner's jobs", d.ShutdownLimit)
+	}
 	f.unknown(daemonKeys)
 }
 

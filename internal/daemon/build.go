@@ -141,7 +141,7 @@ func Build(s Setup) (*Daemon, error) {
 	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
 		Pools: cfg.Pools, Billing: cfg.Billing,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
-		SSHKeys:  cfg.Daemon.SSHKeys,
+		SSHKeys: cfg.Daemon.SSHKeys, ShutdownLimit: cfg.Daemon.ShutdownLimit,
 		UserData: func(p config.Pool, _ string) string { return userData[p.Name] },
 		State:    loadPolicyState(stateFile, s.Logger),
 		Logger:   s.Logger,
