@@ -110,9 +110,35 @@ func (d *droplets) gone(ev doemu.DropletEvent) {
 	}
 }
 
-// shutDown is a graceful shutdown: systemd stops the runner as a drain
-// does. The emulator powers the Droplet off at once, so a job still running
-// on it would be cut off: that fails the test.
+// shutdownDone is the Droplet's side of a graceful shutdown: systemd stops
+// the runner as a drain does, and the Droplet powers off once the runner
+// has exited, its jobs done.
+func (d *droplets) shutdownDone(id int) bool {
+	d.mu.Lock()
+	r, ok := d.byID[id]
+	first := ok && !d.drained[r.systemID]
+	if first {
+		d.drained[r.systemID] = true
+	}
+	d.mu.Unlock()
+	if !ok {
+		return true // no runner started on it
+	}
+	if first {
+		if err := d.gl.Drain(r.token, r.systemID); err != nil {
+			d.t.Errorf("runner of Droplet %d being shut down: %v", id, err)
+		}
+	}
+	for _, m := range d.gl.Managers() {
+		if m.SystemID == r.systemID && m.Running > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// shutDown is a Droplet powered off after a graceful shutdown: a job still
+// running on it would be cut off, which fails the test.
 func (d *droplets) shutDown(ev doemu.DropletEvent) {
 	d.mu.Lock()
 	r, ok := d.byID[ev.ID]
@@ -276,7 +302,7 @@ func newRigWith(t *testing.T, wrapDO func(http.Handler) http.Handler) *rig {
 		byIP: map[string]string{}, byID: map[int]runner{}, drained: map[string]bool{}}
 
 	do, err := doemu.New(doemu.Options{Clock: clk, Tokens: []string{doToken}, BootDelay: doemu.Range{Min: 50 * time.Second, Max: 50 * time.Second},
-		OnDroplet: fleet.onDroplet})
+		OnDroplet: fleet.onDroplet, ShutdownDone: fleet.shutdownDone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -977,5 +1003,33 @@ func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
 	}
 	if n := asked.Load(); n < 2 {
 		t.Errorf("shutdown asked %d times in 3 hours; want it asked again while the Droplet stays on", n)
+	}
+}
+
+// A runner that cannot be reached while it runs a job (here its pool was
+// removed from the config, so its Droplet must go): the graceful shutdown
+// waits for the job, and the Droplet is deleted once off.
+func TestGracefulShutdownWaitsForTheJob(t *testing.T) {
+	r := newRig(t)
+	ids := r.pipeline(40 * time.Minute)
+	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
+		t.Fatalf("job is %s, want running", j.Status)
+	}
+	r.fleet.unreachable()
+	r.problemsExpected = true
+	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
+	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	_, deleted := r.run(r.daemon(), 2*time.Hour, func(_, deleted int) bool { return deleted > 0 })
+	if deleted == 0 {
+		t.Fatal("the Droplet was never deleted")
+	}
+	if !r.succeeded(ids) {
+		j, _ := r.gl.Job(ids[0])
+		t.Fatalf("the job ended %s (%s)", j.Status, j.FailureReason)
 	}
 }

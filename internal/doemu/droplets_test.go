@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,6 +212,46 @@ func TestDropletActionsOneAtATime(t *testing.T) {
 	apiError(t, err, 404, "could not be found")
 	_, _, err = f.do.DropletActions.Shutdown(f.ctx, 1)
 	apiError(t, err, 404, "could not be found")
+}
+
+// A graceful shutdown lasts as long as the guest takes to stop its services.
+func TestShutdownWaitsForTheGuest(t *testing.T) {
+	var stopped atomic.Bool
+	asked := map[int]int{}
+	var mu sync.Mutex
+	f := newFixture(t, doemu.Options{BootDelay: doemu.Range{Min: time.Minute}, ActionDelay: doemu.Range{Min: 5 * time.Second},
+		ShutdownDone: func(id int) bool {
+			mu.Lock()
+			asked[id]++
+			mu.Unlock()
+			return stopped.Load()
+		}})
+	d := f.create(t, runnerRequest("worker"))
+	f.clock.Advance(time.Minute)
+	sd, _, err := f.do.DropletActions.Shutdown(f.ctx, d.ID)
+	if err != nil || sd.Status != "in-progress" {
+		t.Fatalf("shutdown = %+v, %v", sd, err)
+	}
+	f.clock.Advance(time.Hour) // a long job on the guest
+	if got, _, _ := f.do.Droplets.Get(f.ctx, d.ID); got.Status != "active" {
+		t.Fatalf("status an hour into a shutdown the guest has not finished = %s", got.Status)
+	}
+	_, _, err = f.do.DropletActions.PowerOff(f.ctx, d.ID)
+	apiError(t, err, 422, "Droplet already has a pending event")
+	mu.Lock()
+	n := asked[d.ID]
+	mu.Unlock()
+	if n < 2 {
+		t.Errorf("the guest was asked %d times in an hour", n)
+	}
+	stopped.Store(true)
+	f.clock.Advance(5 * time.Second)
+	if got, _, _ := f.do.Droplets.Get(f.ctx, d.ID); got.Status != "off" {
+		t.Fatalf("status once the guest stopped = %s", got.Status)
+	}
+	if got, _, err := f.do.DropletActions.Get(f.ctx, d.ID, sd.ID); err != nil || got.Status != "completed" {
+		t.Fatalf("shutdown action = %+v, %v", got, err)
+	}
 }
 
 func TestOnDropletHearsTheLifecycle(t *testing.T) {

@@ -47,6 +47,14 @@ type Options struct {
 	// or is deleted, after the emulator's lock is released: a simulator boots
 	// and stops runners from it.
 	OnDroplet func(DropletEvent)
+	// ShutdownDone, when set, is the guest's side of a graceful shutdown
+	// (the shutdown action presses the ACPI power button; the Droplet powers
+	// off once its services have stopped): the action completes, and the
+	// Droplet goes "off", only once it returns true. It is asked, outside
+	// the emulator's lock, when the action's delay has passed and every
+	// ActionDelay.Min (at least a second) after that. Without it a shutdown
+	// takes ActionDelay, as other actions do.
+	ShutdownDone func(dropletID int) bool
 }
 
 // DropletEvent is a change in a Droplet's life.
