@@ -118,6 +118,11 @@ func Check(ctx context.Context, s Setup) ([]Finding, error) {
 	if snap, err := src.Snapshot(ctx); err != nil {
 		bad("GitLab: reading the job queue as the daemon does: %v", err)
 	} else {
+		// A project left out (CI/CD off, no access) does not stop the
+		// daemon, but its jobs would get no runner from shoal.
+		for _, p := range snap.Problems {
+			bad("GitLab: %s", p)
+		}
 		ok("GitLab: the job queue reads: %d pending jobs, %d runner managers", len(snap.Pending), len(snap.Managers))
 	}
 	return out, nil

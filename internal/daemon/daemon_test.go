@@ -759,10 +759,18 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// And a watched project with CI/CD turned off.
+	docs, err := r.gl.AddProject("docs", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.gl.SetCICD(docs, false); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse("shoal.toml", fmt.Appendf(nil, `
 [gitlab]
 url = %q
-projects = ["%d"]
+projects = ["%d", "%d"]
 
 [daemon]
 ssh_keys = ["00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff"]
@@ -786,7 +794,7 @@ tags = ["docker", "large"]
 size = "s-99vcpu-1tb"
 max_instances = 600
 runner_id = %d
-`, r.glURL, r.project, r.setup.Config.Pools[0].RunnerID, arm.ID, large.ID))
+`, r.glURL, r.project, docs, r.setup.Config.Pools[0].RunnerID, arm.ID, large.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -816,13 +824,14 @@ runner_id = %d
 		"pool arm: runner " + fmt.Sprint(arm.ID) + " takes untagged jobs: true, the pool counts them: false",
 		fmt.Sprintf("pool docker: the token in $SHOAL_RUNNER_TOKEN_DOCKER is runner %d's, not runner_id %d's", arm.ID, r.setup.Config.Pools[0].RunnerID),
 		"pool arm: GitLab does not take the token in $SHOAL_RUNNER_TOKEN_ARM",
+		fmt.Sprintf("project %d is left out: GitLab refuses its job list (403): turn CI/CD on", docs),
 	} {
 		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("no problem says %q; problems:\n%s", want, strings.Join(problems, "\n"))
 		}
 	}
-	if len(problems) != 11 {
-		t.Errorf("%d problems, want 11:\n%s", len(problems), strings.Join(problems, "\n"))
+	if len(problems) != 12 {
+		t.Errorf("%d problems, want 12:\n%s", len(problems), strings.Join(problems, "\n"))
 	}
 }
 
