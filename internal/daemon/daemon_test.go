@@ -65,6 +65,8 @@ type droplets struct {
 	drained map[string]bool   // by system_id
 	// hung: a Droplet deleted undrained is expected (it never answered).
 	hung bool
+	// onNoRoute, when set, hears each SSH dial that finds no route.
+	onNoRoute func()
 	// together, when above 1, holds each drain until that many are in
 	// flight at once (or 5 s have passed); most is the most seen.
 	together, inFlight, most int
@@ -216,6 +218,9 @@ func (d *droplets) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	sshd, ok := d.byIP[ip]
 	d.mu.Unlock()
 	if !ok {
+		if d.onNoRoute != nil {
+			d.onNoRoute()
+		}
 		return nil, fmt.Errorf("no route to %s", addr)
 	}
 	return net.Dial("tcp", sshd)
@@ -1040,5 +1045,54 @@ func TestGracefulShutdownWaitsForTheJob(t *testing.T) {
 	if !r.succeeded(ids) {
 		j, _ := r.gl.Job(ids[0])
 		t.Fatalf("the job ended %s (%s)", j.Status, j.FailureReason)
+	}
+}
+
+// A drain that failed before (a runner not answering SSH, each try waiting
+// out its timeout) is tried after the Step's creates: new jobs do not wait
+// behind it.
+func TestCreatesComeBeforeDrainsThatFailed(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	note := func(what string) {
+		mu.Lock()
+		seen = append(seen, what)
+		mu.Unlock()
+	}
+	r := newRigWith(t, func(do http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPost && req.URL.Path == "/v2/droplets" {
+				note("create")
+			}
+			do.ServeHTTP(w, req)
+		})
+	})
+	r.fleet.onNoRoute = func() { note("drain") }
+	ids := r.pipeline(time.Hour)
+	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+	// Its pool is removed, so its Droplet goes; but SSH to it fails.
+	r.fleet.unreachable()
+	r.problemsExpected = true
+	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
+	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	d := r.daemon()
+	r.run(d, 5*time.Second, func(int, int) bool { return false }) // the first drain fails
+	if _, err := r.gl.CreatePipeline(r.project, []glemu.StageSpec{{Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"large"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	seen = nil
+	mu.Unlock()
+	if created, _ := r.run(d, 5*time.Second, func(int, int) bool { return false }); created != 1 {
+		t.Fatalf("%d Droplets created for the new job", created)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, []string{"create", "drain"}) {
+		t.Errorf("the Step did %v; want the create before the drain that failed before", seen)
 	}
 }

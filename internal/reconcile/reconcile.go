@@ -130,6 +130,8 @@ type Reconciler struct {
 	budget  budget
 	state   policy.State
 	drained map[int]bool // Droplets whose runners this reconciler drained
+	// drainFailed: the last drain of the Droplet's runner failed.
+	drainFailed map[int]bool
 
 	fleet    []cloud.Droplet   // as last listed, with this Reconciler's changes since
 	listedAt time.Time         // zero until the first listing
@@ -177,7 +179,7 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	}
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
-		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{},
+		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{}, drainFailed: map[int]bool{},
 		shutAt: map[int]shutdown{}, madeAt: map[int]time.Time{}, state: cfg.State}
 }
 
@@ -287,6 +289,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			delete(r.shutAt, id)
 		}
 	}
+	for id := range r.drainFailed {
+		if _, ok := byID[id]; !ok {
+			delete(r.drainFailed, id)
+		}
+	}
 	// Droplets to retire, with why: reaped, or of a pool no longer
 	// configured (not the policy's to decide), then the policy's deletes.
 	var retiring []action
@@ -337,7 +344,9 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 
 	// Drain first, all at once: the runners to stop, and those whose
 	// Droplets go. Then delete the drained Droplets whose runners are idle
-	// (that saves money), then create.
+	// (that saves money), then create. Runners whose last drain failed are
+	// drained after the creates: a drain over SSH to a Droplet that does not
+	// answer takes its whole timeout, and new jobs must not wait behind it.
 	var draining []action
 	for _, dec := range decisions {
 		if d, ok := byID[dec.DropletID]; ok {
@@ -361,17 +370,29 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			draining = append(draining, a)
 		}
 	}
-	running, unreachable := r.drainAll(ctx, spend, &rep, draining)
-	for _, a := range append(shutting, unreachable...) {
-		r.shutdown(spend, &rep, a, status[a.d.ID], avail)
+	// Those whose last drain failed, as of now (a drain below may fail).
+	later := map[int]bool{}
+	for _, a := range draining {
+		later[a.d.ID] = r.drainFailed[a.d.ID]
 	}
-	for _, a := range retiring {
-		r.retire(spend, &rep, a, status[a.d.ID], running, avail)
+	drainAndRetire := func(pass bool, shutting []action) {
+		other := func(a action) bool { return later[a.d.ID] != pass }
+		running, unreachable := r.drainAll(ctx, spend, &rep, slices.DeleteFunc(slices.Clone(draining), other))
+		for _, a := range append(shutting, unreachable...) {
+			r.shutdown(spend, &rep, a, status[a.d.ID], avail)
+		}
+		for _, a := range slices.DeleteFunc(slices.Clone(retiring), other) {
+			r.retire(spend, &rep, a, status[a.d.ID], running, avail)
+		}
 	}
+	drainAndRetire(false, shutting)
 	for _, dec := range decisions {
 		if dec.Kind == policy.Create {
 			r.create(spend, &rep, dec, droplets, avail)
 		}
+	}
+	if slices.ContainsFunc(draining, func(a action) bool { return later[a.d.ID] }) {
+		drainAndRetire(true, nil)
 	}
 	return rep, nil
 }
@@ -575,8 +596,10 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 		case errors.Is(res.err, ErrUnreachable):
 			unreachable = append(unreachable, a)
 		case res.err != nil:
+			r.drainFailed[a.d.ID] = true
 			rep.failed("drain "+a.d.Name, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
 		default:
+			delete(r.drainFailed, a.d.ID)
 			running[a.d.ID] = res.running
 			if !r.drained[a.d.ID] {
 				r.drained[a.d.ID] = true
