@@ -672,6 +672,24 @@ func (r *Reconciler) retire(ctx context.Context, rep *Report, a action, st Runne
 		if n, ok = running[a.d.ID]; !ok {
 			return
 		}
+	} else if !r.listedAt.Equal(rep.At) {
+		// Quiet as last listed, up to ListEvery ago: a Droplet powered on
+		// since may run a job. Look before deleting it undrained.
+		cur, err := r.cloud.GetDroplet(ctx, a.d.ID)
+		switch {
+		case errors.Is(err, cloud.ErrNotFound):
+			r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == a.d.ID })
+			return
+		case err != nil:
+			rep.failed("look up "+a.d.Name, err)
+			return
+		}
+		if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == cur.ID }); k >= 0 {
+			r.fleet[k] = cur
+		}
+		if !quiet(cur, st) {
+			return // drained at the next Step
+		}
 	}
 	if n > 0 || slices.Contains(rep.Deleted, a.d.ID) {
 		return

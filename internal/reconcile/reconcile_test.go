@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -523,6 +524,41 @@ func TestPoweredOffDropletsAreReapedAfterStuckOff(t *testing.T) {
 	steps(t, w, 10*60/15)
 	if exists() {
 		t.Fatal("still there 15 minutes after powering off")
+	}
+}
+
+// A Droplet powered back on just before it would be reaped as off is not
+// deleted undrained on the strength of a listing that still says "off": the
+// reconciler looks first, whichever moment within a listing's life it comes
+// back.
+func TestDropletPoweredBackOnIsNotReapedFromAStaleListing(t *testing.T) {
+	for wait := 9 * time.Minute; wait <= 11*time.Minute; wait += 15 * time.Second {
+		pool := dockerPool(1, 10)
+		pool.MinInstances = 1
+		w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{pool}})
+		steps(t, w, 10*60/15)
+		ds := fleet(t, w)
+		if len(ds) != 1 {
+			t.Fatalf("%d Droplets, want the 1 of min_instances", len(ds))
+		}
+		ctx := context.Background()
+		if _, err := w.Cloud.DropletAction(ctx, ds[0].ID, "power_off"); err != nil {
+			t.Fatal(err)
+		}
+		steps(t, w, int(wait/interval))
+		if _, err := w.Cloud.DropletAction(ctx, ds[0].ID, "power_on"); err != nil {
+			if errors.Is(err, cloud.ErrNotFound) {
+				continue // reaped while off: right
+			}
+			t.Fatal(err)
+		}
+		drained := false
+		for _, rep := range steps(t, w, 3*60/15) {
+			drained = drained || slices.Contains(rep.Drained, ds[0].ID)
+			if slices.Contains(rep.Deleted, ds[0].ID) && !drained {
+				t.Errorf("powered on %s after powering off: deleted at %s, active again, without a drain", wait, rep.At.Sub(sim.Epoch))
+			}
+		}
 	}
 }
 
