@@ -63,7 +63,8 @@ type droplets struct {
 	runners []runner          // in the order they started
 	byID    map[int]runner    // the runner of each Droplet
 	drained map[string]bool   // by system_id
-	// hung: a Droplet deleted undrained is expected (it never answered).
+	// hung: the Droplets ignore a graceful shutdown, and one deleted
+	// undrained is expected (it never answered).
 	hung bool
 	// onNoRoute, when set, hears each SSH dial that finds no route.
 	onNoRoute func()
@@ -116,6 +117,9 @@ func (d *droplets) gone(ev doemu.DropletEvent) {
 // the runner as a drain does, and the Droplet powers off once the runner
 // has exited, its jobs done.
 func (d *droplets) shutdownDone(id int) bool {
+	if d.hung {
+		return false // the guest ignores the power button
+	}
 	d.mu.Lock()
 	r, ok := d.byID[id]
 	first := ok && !d.drained[r.systemID]
@@ -749,6 +753,25 @@ func TestCheck(t *testing.T) {
 	if len(findings) != 7 { // state_dir, account, SSH key, region, GitLab, runner, queue
 		t.Errorf("%d findings, want 7: %+v", len(findings), findings)
 	}
+	// More projects than jobs_api_per_minute allows a minute: the one look
+	// --check takes reads them all.
+	web, err := r.gl.AddProject("web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := r.setup
+	two := *r.setup.Config
+	two.GitLab.Projects = []string{fmt.Sprint(r.project), fmt.Sprint(web)}
+	two.GitLab.JobsAPIPerMinute = 1
+	many.Config = &two
+	if findings, err = daemon.Check(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		if !f.OK {
+			t.Errorf("two projects, jobs_api_per_minute 1: %s", f.Text)
+		}
+	}
 
 	// A runner tagged differently from its pool, with a token from the old
 	// registration flow; one that takes untagged jobs its pool does not
@@ -983,40 +1006,71 @@ func TestDropletBeingShutDownIsNoCapacity(t *testing.T) {
 	}
 }
 
-// A Droplet that ignores the graceful shutdown (hung: DigitalOcean issues the
-// shutdown, it does not promise it succeeds) is deleted after ShutdownLimit,
-// not paid for forever.
-func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
-	var asked atomic.Int64
-	r := newRigWith(t, func(do http.Handler) http.Handler {
+// shutdowns counts the shutdown actions asked of DigitalOcean, which answers
+// them with status (http.StatusCreated: as the emulator does; else refused).
+func shutdowns(status int, asked *atomic.Int64) func(http.Handler) http.Handler {
+	return func(do http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/actions") {
 				body, _ := io.ReadAll(req.Body)
 				if strings.Contains(string(body), `"shutdown"`) {
-					n := asked.Add(1)
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(http.StatusCreated)
-					fmt.Fprintf(w, `{"action":{"id":%d,"status":"in-progress","type":"shutdown","resource_type":"droplet"}}`, 900000+n)
-					return
+					asked.Add(1)
+					if status != http.StatusCreated {
+						w.Header().Set("Content-Type", "application/json")
+						w.WriteHeader(status)
+						fmt.Fprint(w, `{"id":"forbidden","message":"You are not authorized to perform this operation."}`)
+						return
+					}
 				}
 				req.Body = io.NopCloser(bytes.NewReader(body))
 			}
 			do.ServeHTTP(w, req)
 		})
-	})
-	d := r.daemon()
-	r.idleThenUnreachable(d)
-	r.fleet.hung = true // deleted undrained: it never answered
-	start := r.clk.Now()
-	_, deleted := r.run(d, 6*time.Hour, func(_, deleted int) bool { return deleted > 0 })
-	if deleted == 0 {
-		t.Fatalf("a hung Droplet is still billed 6 hours later (shutdown asked %d times)", asked.Load())
 	}
-	if took := r.clk.Now().Sub(start); took < 3*time.Hour {
-		t.Errorf("deleted %s after SSH went, before the 3-hour shutdown limit", took)
-	}
-	if n := asked.Load(); n < 2 {
-		t.Errorf("shutdown asked %d times in 3 hours; want it asked again while the Droplet stays on", n)
+}
+
+// A Droplet that ignores the graceful shutdown (hung: DigitalOcean issues the
+// shutdown, it does not promise it succeeds), or whose shutdown DigitalOcean
+// refuses, is deleted after ShutdownLimit, not paid for forever; and so with
+// the daemon restarted every 2 hours, since DigitalOcean remembers when the
+// first shutdown was asked.
+func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		status  int
+		restart time.Duration
+	}{
+		{"hung", http.StatusCreated, 0},
+		{"hung, daemon restarted every 2 hours", http.StatusCreated, 2 * time.Hour},
+		{"shutdown refused", http.StatusForbidden, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked atomic.Int64
+			r := newRigWith(t, shutdowns(tc.status, &asked))
+			d := r.daemon()
+			r.idleThenUnreachable(d)
+			r.fleet.hung = true
+			start := r.clk.Now()
+			deleted := 0
+			for end := start.Add(8 * time.Hour); deleted == 0 && r.clk.Now().Before(end); {
+				limit := end.Sub(r.clk.Now())
+				if tc.restart > 0 {
+					limit = tc.restart
+				}
+				_, deleted = r.run(d, limit, func(_, deleted int) bool { return deleted > 0 })
+				d = r.daemon()
+			}
+			if deleted == 0 {
+				t.Fatalf("still billed 8 hours after SSH went (shutdown asked %d times)", asked.Load())
+			}
+			took := r.clk.Now().Sub(start)
+			if took < 3*time.Hour || took > 4*time.Hour {
+				t.Errorf("deleted %s after SSH went; want 3 hours after the first shutdown, asked 10 minutes in", took.Round(time.Minute))
+			}
+			if n := asked.Load(); n < 2 {
+				t.Errorf("shutdown asked %d times; want it asked again while the Droplet stays on", n)
+			}
+		})
 	}
 }
 

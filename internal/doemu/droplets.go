@@ -418,9 +418,13 @@ func (s *Server) shutdownAction(d *droplet, delay time.Duration) *action {
 	s.actions[a.ID] = a
 	s.actionOrder = append(s.actionOrder, a.ID)
 	every := max(s.opts.ActionDelay.Min, time.Second)
+	errored := s.chance(s.opts.Faults.ActionErrorRate)
 	var ask func()
 	ask = func() {
-		if !s.opts.ShutdownDone(d.id) {
+		s.mu.Lock()
+		gone := s.droplets[d.id] == nil
+		s.mu.Unlock()
+		if !gone && !errored && !s.opts.ShutdownDone(d.id) {
 			s.clock.AfterFunc(every, ask)
 			return
 		}
@@ -428,10 +432,18 @@ func (s *Server) shutdownAction(d *droplet, delay time.Duration) *action {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		a.Status, a.completedAt = "completed", s.clock.Now()
-		if cur := s.droplets[d.id]; cur != nil {
-			if cur.pending == a {
-				cur.pending = nil
-			}
+		if errored {
+			a.Status = "errored" // the guest stays on
+			s.stats.InjectedFaults++
+		}
+		cur := s.droplets[d.id]
+		if cur == nil {
+			return
+		}
+		if cur.pending == a {
+			cur.pending = nil
+		}
+		if !errored {
 			cur.status = "off"
 			s.note("shutdown", cur)
 		}

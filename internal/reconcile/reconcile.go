@@ -358,22 +358,24 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			}
 		}
 	}
-	var shutting []action
-	for _, a := range retiring {
-		// One being shut down for want of SSH is not asked again: it would
-		// only hold the Step for a timeout. Once off, it is quiet.
-		switch _, ok := r.shutAt[a.d.ID]; {
-		case quiet(a.d, status[a.d.ID]):
-		case ok:
-			shutting = append(shutting, a)
-		default:
-			draining = append(draining, a)
-		}
-	}
 	// Those whose last drain failed, as of now (a drain below may fail).
 	later := map[int]bool{}
 	for _, a := range draining {
 		later[a.d.ID] = r.drainFailed[a.d.ID]
+	}
+	var shutting []action
+	for _, a := range retiring {
+		// One being shut down for want of SSH is asked over SSH again only
+		// when its shutdown is due to be asked again, after the creates: it
+		// would hold the Step for a timeout. Once off, it is quiet.
+		switch sd, ok := r.shutAt[a.d.ID]; {
+		case quiet(a.d, status[a.d.ID]):
+		case ok && now.Sub(sd.last) < shutdownEvery:
+			shutting = append(shutting, a)
+		default:
+			draining = append(draining, a)
+			later[a.d.ID] = r.drainFailed[a.d.ID] || ok
+		}
 	}
 	drainAndRetire := func(pass bool, shutting []action) {
 		other := func(a action) bool { return later[a.d.ID] != pass }
@@ -595,11 +597,14 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 		switch res := results[i]; {
 		case errors.Is(res.err, ErrUnreachable):
 			unreachable = append(unreachable, a)
+		case res.err != nil && r.shuttingDown(a.d.ID):
+			unreachable = append(unreachable, a) // still: its shutdown is asked again
 		case res.err != nil:
 			r.drainFailed[a.d.ID] = true
 			rep.failed("drain "+a.d.Name, fmt.Errorf("drain %s: %w", a.d.Name, res.err))
 		default:
 			delete(r.drainFailed, a.d.ID)
+			delete(r.shutAt, a.d.ID) // reached again: drained the usual way
 			running[a.d.ID] = res.running
 			if !r.drained[a.d.ID] {
 				r.drained[a.d.ID] = true
@@ -626,17 +631,46 @@ const shutdownEvery = 10 * time.Minute
 // shutdown is a graceful shutdown asked for: first and last.
 type shutdown struct{ first, last time.Time }
 
+// shuttingDown: a graceful shutdown of the Droplet was asked for.
+func (r *Reconciler) shuttingDown(id int) bool {
+	_, ok := r.shutAt[id]
+	return ok
+}
+
 // shutdown asks DigitalOcean to shut a Droplet down gracefully, its runner
 // being unreachable: systemd stops gitlab-runner as a drain does (SIGQUIT,
 // no timeout; the user data lifts poweroff.target's 30 minutes), so its jobs
 // finish first. Once the Droplet is off, retire deletes it. One still on
-// ShutdownLimit after the first ask is deleted all the same.
+// ShutdownLimit after the first ask is deleted all the same. The first ask
+// is dated from DigitalOcean's record of the Droplet's actions when this
+// Reconciler has none (it was restarted), and from the first try when
+// DigitalOcean refuses it: either way the limit holds.
 func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st RunnerStatus, avail func() int) {
 	now := r.clock.Now()
 	sd, asked := r.shutAt[a.d.ID]
-	switch {
-	case a.d.Status == "off":
+	if a.d.Status == "off" {
 		return // retire deletes it
+	}
+	if !asked {
+		if avail() < 1 {
+			rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
+			return
+		}
+		acts, err := r.cloud.ListDropletActions(ctx, a.d.ID)
+		if err != nil {
+			rep.failed("shut down "+a.d.Name, fmt.Errorf("look for earlier shutdowns of %s: %w", a.d.Name, err))
+			return
+		}
+		for _, x := range acts {
+			if x.Type == "shutdown" && !x.StartedAt.IsZero() && (sd.first.IsZero() || x.StartedAt.Before(sd.first)) {
+				sd.first, sd.last = x.StartedAt, x.StartedAt
+			}
+		}
+		if asked = !sd.first.IsZero(); asked {
+			r.shutAt[a.d.ID] = sd
+		}
+	}
+	switch {
 	case asked && now.Sub(sd.first) >= r.cfg.ShutdownLimit:
 		r.log.Error("a Droplet shut down gracefully has not powered off within the limit; deleting it anyway (a job still on it is lost). Its runner could not be reached over SSH either: it is most likely hung",
 			"droplet", a.d.Name, "limit", r.cfg.ShutdownLimit, "running_jobs_in_gitlab", st.Running)
@@ -649,10 +683,6 @@ func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st Run
 		rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
 		return
 	}
-	if _, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
-		rep.failed("shut down "+a.d.Name, err)
-		return
-	}
 	if !asked {
 		sd.first = now
 		r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
@@ -660,6 +690,9 @@ func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st Run
 	}
 	sd.last = now
 	r.shutAt[a.d.ID] = sd
+	if _, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
+		rep.failed("shut down "+a.d.Name, err)
+	}
 }
 
 // retire deletes a Droplet once its runner is drained and idle: running says
