@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -64,8 +65,10 @@ type droplets struct {
 	byID    map[int]runner    // the runner of each Droplet
 	drained map[string]bool   // by system_id
 	// hung: the Droplets ignore a graceful shutdown, and one deleted
-	// undrained is expected (it never answered).
-	hung bool
+	// undrained is expected (it never answered); ignoreShutdown: they ignore
+	// it, that is all.
+	hung, ignoreShutdown bool
+	cut                  map[string]string // byIP before unreachable
 	// onNoRoute, when set, hears each SSH dial that finds no route.
 	onNoRoute func()
 	// together, when above 1, holds each drain until that many are in
@@ -117,7 +120,7 @@ func (d *droplets) gone(ev doemu.DropletEvent) {
 // the runner as a drain does, and the Droplet powers off once the runner
 // has exited, its jobs done.
 func (d *droplets) shutdownDone(id int) bool {
-	if d.hung {
+	if d.hung || d.ignoreShutdown {
 		return false // the guest ignores the power button
 	}
 	d.mu.Lock()
@@ -165,11 +168,19 @@ func (d *droplets) shutDown(ev doemu.DropletEvent) {
 	}
 }
 
-// unreachable cuts the Droplet of every runner started so far off from SSH.
+// unreachable cuts the Droplet of every runner started so far off from SSH;
+// reachable undoes it.
 func (d *droplets) unreachable() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.cut = maps.Clone(d.byIP)
 	clear(d.byIP)
+}
+
+func (d *droplets) reachable() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	maps.Copy(d.byIP, d.cut)
 }
 
 func (d *droplets) start(id int) {
@@ -1148,5 +1159,25 @@ func TestCreatesComeBeforeDrainsThatFailed(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(seen, []string{"create", "drain"}) {
 		t.Errorf("the Step did %v; want the create before the drain that failed before", seen)
+	}
+}
+
+// A runner reached again over SSH while its Droplet is being shut down (that
+// the guest ignored) is drained the usual way: its Droplet goes once the
+// drain says so, not at the shutdown limit without one.
+func TestRunnerReachedAgainIsDrainedAfterAll(t *testing.T) {
+	r := newRig(t)
+	d := r.daemon()
+	r.idleThenUnreachable(d)
+	r.fleet.ignoreShutdown = true
+	start := r.clk.Now()
+	r.run(d, 15*time.Minute, func(int, int) bool { return false }) // shut down at 10 minutes: ignored
+	r.fleet.reachable()
+	_, deleted := r.run(d, time.Hour, func(_, deleted int) bool { return deleted > 0 })
+	if deleted == 0 {
+		t.Fatal("the Droplet was never deleted")
+	}
+	if took := r.clk.Now().Sub(start); took > 40*time.Minute {
+		t.Errorf("deleted %s after SSH went, though reached again at 15 minutes", took.Round(time.Minute))
 	}
 }
