@@ -60,6 +60,7 @@ type Daemon struct {
 type metrics struct {
 	steps                        *prometheus.CounterVec
 	droplets, pending            prometheus.Gauge
+	shuttingDown, queueProblems  prometheus.Gauge
 	created, drained, deleted    prometheus.Counter
 	requests, problems, deferred prometheus.Counter
 	stepSeconds                  prometheus.Histogram
@@ -94,8 +95,12 @@ func New(o Options) (*Daemon, error) {
 	d.m = metrics{
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_reconcile_steps_total",
 			Help: "Reconciles, by result (ok or error)."}, []string{"result"}),
-		droplets:    gauge("shoal_droplets", "Runner Droplets in the fleet at the last reconcile."),
-		pending:     gauge("shoal_pending_jobs", "Pending jobs in the watched projects at the last reconcile."),
+		droplets: gauge("shoal_droplets", "Runner Droplets in the fleet at the last reconcile."),
+		pending:  gauge("shoal_pending_jobs", "Pending jobs in the watched projects at the last reconcile."),
+		shuttingDown: gauge("shoal_droplets_shutting_down",
+			"Runner Droplets being shut down through DigitalOcean because their runners cannot be reached over SSH: check the firewall, ssh_keys and the runner host key."),
+		queueProblems: gauge("shoal_job_queue_problems",
+			"Problems reading the job queue at the last reconcile (projects left out or read earlier); the log says which."),
 		created:     counter("shoal_droplets_created_total", "Runner Droplets created."),
 		drained:     counter("shoal_runners_drained_total", "Runners told to take no new jobs."),
 		deleted:     counter("shoal_droplets_deleted_total", "Runner Droplets deleted."),
@@ -214,6 +219,8 @@ func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	d.lastOK, d.lastErr = d.o.Clock.Now(), nil
 	d.m.droplets.Set(float64(rep.Droplets - len(rep.Deleted) + len(rep.Created)))
 	d.m.pending.Set(float64(rep.Pending))
+	d.m.shuttingDown.Set(float64(rep.ShuttingDown))
+	d.m.queueProblems.Set(float64(rep.QueueProblems))
 	d.m.created.Add(float64(len(rep.Created)))
 	d.m.drained.Add(float64(len(rep.Drained)))
 	d.m.deleted.Add(float64(len(rep.Deleted)))

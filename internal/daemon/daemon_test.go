@@ -1009,6 +1009,11 @@ func TestDropletBeingShutDownIsNoCapacity(t *testing.T) {
 	if !off() {
 		t.Fatal("the unreachable Droplet was never shut down")
 	}
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	if n := metric(t, get(t, srv.URL+"/metrics", http.StatusOK), "shoal_droplets_shutting_down"); n != 1 {
+		t.Errorf("shoal_droplets_shutting_down %v, want 1", n)
+	}
 	next := r.pipeline(time.Minute)
 	start := r.clk.Now()
 	r.run(d, 30*time.Minute, func(int, int) bool { j, _ := r.gl.Job(next[0]); return j.Status != glemu.StatusPending })

@@ -201,6 +201,10 @@ type Report struct {
 	Requests int
 	// Problems are actions that failed; the next Step tries again.
 	Problems []error
+	// ShuttingDown is how many Droplets are being shut down gracefully,
+	// their runners unreachable; QueueProblems how many problems reading the
+	// job queue there were (demand.Snapshot.Problems).
+	ShuttingDown, QueueProblems int
 }
 
 // failed notes an action that failed: deferred when the rate budget stopped
@@ -259,6 +263,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
 		}
 		r.noteDemandProblems(snap.Problems)
+		rep.QueueProblems = len(snap.Problems)
 	}
 	obs, err := r.runners.Observe(ctx, snap, droplets)
 	if err != nil {
@@ -395,6 +400,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	}
 	if slices.ContainsFunc(draining, func(a action) bool { return later[a.d.ID] }) {
 		drainAndRetire(true, nil)
+	}
+	for id := range r.shutAt {
+		if !slices.Contains(rep.Deleted, id) {
+			rep.ShuttingDown++
+		}
 	}
 	return rep, nil
 }
