@@ -30,8 +30,6 @@ type Cloud interface {
 	// StartDropletAction starts one and returns without waiting: a graceful
 	// shutdown lasts as long as the jobs the runner finishes first.
 	StartDropletAction(ctx context.Context, id int, actionType string) (Action, error)
-	// ListDropletActions lists the actions a Droplet has had, in any order.
-	ListDropletActions(ctx context.Context, id int) ([]Action, error)
 
 	CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error)
 	// ListVolumes lists volumes, filtered by name and region when given.

@@ -211,20 +211,6 @@ func (d *DO) StartDropletAction(ctx context.Context, id int, actionType string) 
 	return toAction(a), nil
 }
 
-func (d *DO) ListDropletActions(ctx context.Context, id int) ([]Action, error) {
-	list, err := listAll(ctx, d, fmt.Sprintf("actions of droplet %d", id), func(opt *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
-		return d.c.Droplets.Actions(ctx, id, opt)
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Action, len(list))
-	for i := range list {
-		out[i] = toAction(&list[i])
-	}
-	return out, nil
-}
-
 func (d *DO) startAction(ctx context.Context, id int, actionType string) (*godo.Action, error) {
 	start := map[string]func(context.Context, int) (*godo.Action, *godo.Response, error){
 		"power_off": d.c.DropletActions.PowerOff, "power_on": d.c.DropletActions.PowerOn,

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -138,13 +139,17 @@ func Build(s Setup) (*Daemon, error) {
 	// What the policy learns (the arrival rate, the time of day) is kept
 	// across restarts in state_dir.
 	stateFile := filepath.Join(cfg.Daemon.StateDir, PolicyStateFile)
+	// So is when the graceful shutdowns of unreachable runners' Droplets
+	// began: their limit holds across restarts.
+	shutdownsFile := filepath.Join(cfg.Daemon.StateDir, ShutdownsFile)
 	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
 		Pools: cfg.Pools, Billing: cfg.Billing,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
 		SSHKeys: cfg.Daemon.SSHKeys, ShutdownLimit: cfg.Daemon.ShutdownLimit,
-		UserData: func(p config.Pool, _ string) string { return userData[p.Name] },
-		State:    loadPolicyState(stateFile, s.Logger),
-		Logger:   s.Logger,
+		UserData:  func(p config.Pool, _ string) string { return userData[p.Name] },
+		State:     loadState[policy.State](stateFile, "what the policy learned (arrival rate, time of day)", s.Logger),
+		Shutdowns: loadState[map[int]reconcile.Shutdown](shutdownsFile, "the graceful shutdowns begun", s.Logger),
+		Logger:    s.Logger,
 	})
 	var hook *demand.Webhook
 	if s.WebhookSecret != "" {
@@ -160,6 +165,8 @@ func Build(s Setup) (*Daemon, error) {
 		pools[i] = p.Name
 	}
 	return New(Options{Reconciler: rec, Interval: cfg.ReconcileInterval, Webhook: hook,
-		Save:    func() error { return savePolicyState(stateFile, rec.State()) },
+		Save: func() error {
+			return errors.Join(saveState(stateFile, rec.State()), saveState(shutdownsFile, rec.Shutdowns()))
+		},
 		Learned: rec.State, Pools: pools, Clock: s.Clock, Logger: s.Logger})
 }

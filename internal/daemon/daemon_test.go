@@ -1048,8 +1048,8 @@ func shutdowns(status int, asked *atomic.Int64) func(http.Handler) http.Handler 
 // A Droplet that ignores the graceful shutdown (hung: DigitalOcean issues the
 // shutdown, it does not promise it succeeds), or whose shutdown DigitalOcean
 // refuses, is deleted after ShutdownLimit, not paid for forever; and so with
-// the daemon restarted every 2 hours, since DigitalOcean remembers when the
-// first shutdown was asked.
+// the daemon restarted every 2 hours, since state_dir keeps when the first
+// shutdown was tried.
 func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -1059,6 +1059,7 @@ func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
 		{"hung", http.StatusCreated, 0},
 		{"hung, daemon restarted every 2 hours", http.StatusCreated, 2 * time.Hour},
 		{"shutdown refused", http.StatusForbidden, 0},
+		{"shutdown refused, daemon restarted every 2 hours", http.StatusForbidden, 2 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var asked atomic.Int64
@@ -1184,5 +1185,84 @@ func TestRunnerReachedAgainIsDrainedAfterAll(t *testing.T) {
 	}
 	if took := r.clk.Now().Sub(start); took > 40*time.Minute {
 		t.Errorf("deleted %s after SSH went, though reached again at 15 minutes", took.Round(time.Minute))
+	}
+}
+
+// A shutdown that errors (the guest stays on, its runner undrained and
+// taking jobs: GitLab lists it busy, so the policy never retires it) is
+// asked again every 10 minutes, and the Droplet goes at the limit.
+func TestErroredShutdownOfABusyRunnerIsAskedAgain(t *testing.T) {
+	var asked atomic.Int64
+	r := newRigWith(t, func(do http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/actions") {
+				body, _ := io.ReadAll(req.Body)
+				if strings.Contains(string(body), `"shutdown"`) {
+					n := asked.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusCreated)
+					fmt.Fprintf(w, `{"action":{"id":%d,"status":"errored","type":"shutdown","resource_type":"droplet"}}`, 900000+n)
+					return
+				}
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			do.ServeHTTP(w, req)
+		})
+	})
+	d := r.daemon()
+	r.idleThenUnreachable(d)
+	r.fleet.hung = true // deleted undrained at the limit
+	r.run(d, 30*time.Minute, func(int, int) bool { return asked.Load() > 0 })
+	if asked.Load() == 0 {
+		t.Fatal("no shutdown asked")
+	}
+	// A steady stream of 20-minute jobs: 3 pending at all times.
+	deleted := 0
+	for end := r.clk.Now().Add(6 * time.Hour); deleted == 0 && r.clk.Now().Before(end); {
+		pending := 0
+		for _, j := range r.gl.Jobs() {
+			if j.Status == glemu.StatusPending {
+				pending++
+			}
+		}
+		for ; pending < 3; pending++ {
+			r.pipeline(20 * time.Minute)
+		}
+		_, del := r.run(d, time.Minute, func(int, int) bool { return false })
+		deleted += del
+	}
+	if n := asked.Load(); n < 3 || deleted == 0 {
+		t.Errorf("6 hours after an errored shutdown: asked %d times (want every 10 minutes), %d Droplets deleted (want the unreachable one gone at the limit)", n, deleted)
+	}
+}
+
+// A runner reached again is drained the usual way and left to finish its
+// long job; lost again later, it gets a new graceful shutdown, and the limit
+// counts from that one, not from the first.
+func TestRunnerLostAgainGetsANewShutdown(t *testing.T) {
+	r := newRig(t)
+	ids := r.pipeline(6 * time.Hour)
+	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
+		t.Fatalf("job is %s, want running", j.Status)
+	}
+	r.fleet.unreachable()
+	r.fleet.ignoreShutdown = true
+	r.problemsExpected = true
+	// The pool is removed: its Droplet must go once its job is done.
+	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
+	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	d := r.daemon()
+	r.run(d, 15*time.Minute, func(int, int) bool { return false }) // shut down at 10 minutes: ignored
+	r.fleet.reachable()
+	r.run(d, 3*time.Hour, func(int, int) bool { return false }) // drained; the job runs on
+	r.fleet.unreachable()
+	r.run(d, 30*time.Minute, func(int, int) bool { return false })
+	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
+		t.Errorf("the drained runner's job ended %s (%s) 30 minutes after SSH was lost again", j.Status, j.FailureReason)
 	}
 }

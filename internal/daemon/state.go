@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-
-	"github.com/shoalci/shoal/internal/policy"
 )
 
 // Files in [daemon] state_dir.
@@ -18,14 +16,17 @@ const (
 	HostKeyFile = "runner_host_key"
 	// PolicyStateFile is what the policy has learned.
 	PolicyStateFile = "policy-state.json"
+	// ShutdownsFile is when the graceful shutdowns of Droplets whose
+	// runners cannot be reached began: their limit must outlive a restart.
+	ShutdownsFile = "shutdowns.json"
 )
 
-// loadPolicyState reads what the policy learned before a restart. A missing
-// file is a first start; a file that cannot be read is reported and set
-// aside (renamed to path.bad, so that a newer shoal's file survives a
-// downgrade): it is worth a day of learning, not a daemon that does not start.
-func loadPolicyState(path string, log *slog.Logger) policy.State {
-	var st policy.State
+// loadState reads what a file in state_dir keeps (what is the file's
+// subject, for the log). A missing file is a first start; a file that cannot
+// be read is reported and set aside (renamed to path.bad, so that a newer
+// shoal's file survives a downgrade): the daemon starts all the same.
+func loadState[T any](path, what string, log *slog.Logger) T {
+	var st T
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st
@@ -34,30 +35,31 @@ func loadPolicyState(path string, log *slog.Logger) policy.State {
 		err = json.Unmarshal(data, &st)
 	}
 	if err != nil {
-		log.Warn("cannot read what the policy learned before; it learns the arrival rate and the time of day again", "path", path, "error", err)
+		log.Warn("cannot read "+what+" kept before the restart; starting without it", "path", path, "error", err)
 		if err := os.Rename(path, path+".bad"); err != nil {
-			log.Warn("cannot set the unreadable policy state aside; the next save replaces it", "path", path, "error", err)
+			log.Warn("cannot set the unreadable file aside; the next save replaces it", "path", path, "error", err)
 		}
-		return policy.State{}
+		var zero T
+		return zero
 	}
-	log.Info("read what the policy learned before the restart", "path", path)
+	log.Info("read "+what+" kept before the restart", "path", path)
 	return st
 }
 
-// savePolicyState writes the policy's learned state to path, whole or not at
-// all: a crash or a power cut mid-write leaves the previous file. One daemon
-// writes it, so the temporary file has a fixed name.
-func savePolicyState(path string, st policy.State) error {
-	data, err := json.Marshal(st)
+// saveState writes v to path as JSON, whole or not at all: a crash or a
+// power cut mid-write leaves the previous file. One daemon writes it, so the
+// temporary file has a fixed name.
+func saveState(path string, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode policy state: %w", err)
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
 	tmp := path + ".tmp"
 	if err := writeSynced(tmp, data); err != nil {
-		return fmt.Errorf("save policy state: %w", err)
+		return fmt.Errorf("save %s: %w", filepath.Base(path), err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("save policy state: %w", err)
+		return fmt.Errorf("save %s: %w", filepath.Base(path), err)
 	}
 	// The rename is durable once the directory is.
 	if dir, err := os.Open(filepath.Dir(path)); err == nil {

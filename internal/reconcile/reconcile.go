@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
@@ -112,6 +113,9 @@ type Config struct {
 	// State is what the policy learned before (a daemon's saved state); the
 	// zero State starts afresh.
 	State policy.State
+	// Shutdowns are the graceful shutdowns a Reconciler before this one
+	// began (Reconciler.Shutdowns, saved): ShutdownLimit counts from them.
+	Shutdowns map[int]Shutdown
 	// Seed makes Droplet names reproducible (the simulator); zero picks one at random.
 	Seed   uint64
 	Logger *slog.Logger
@@ -137,7 +141,7 @@ type Reconciler struct {
 	listedAt time.Time         // zero until the first listing
 	foreign  map[int]bool      // Droplets tagged shoal that shoal did not make, said once
 	offSince map[int]time.Time // when a listing first showed each Droplet powered off
-	shutAt   map[int]shutdown  // graceful shutdowns asked for, of Droplets whose runners cannot be reached
+	shutAt   map[int]Shutdown  // graceful shutdowns asked for, of Droplets whose runners cannot be reached
 	madeAt   map[int]time.Time // when this Reconciler made each Droplet, for the last unlistedFor
 	// demandProblems are those of the last snapshot, logged when they appeared.
 	demandProblems map[string]bool
@@ -177,14 +181,23 @@ func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, c
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	shutAt := maps.Clone(cfg.Shutdowns)
+	if shutAt == nil {
+		shutAt = map[int]Shutdown{}
+	}
 	return &Reconciler{cloud: c, demand: d, runners: r, policy: p, clock: clk, cfg: cfg, log: log,
 		rng:    mrand.New(mrand.NewPCG(seed, seed^0x5a0a1)),
 		budget: budget{perMinute: cfg.RequestsPerMinute, perHour: cfg.RequestsPerHour}, drained: map[int]bool{}, drainFailed: map[int]bool{},
-		shutAt: map[int]shutdown{}, madeAt: map[int]time.Time{}, state: cfg.State}
+		shutAt: shutAt, madeAt: map[int]time.Time{}, state: cfg.State}
 }
 
 // State is what the policy has learned so far. Not safe to call during a Step.
 func (r *Reconciler) State() policy.State { return r.state }
+
+// Shutdowns are the graceful shutdowns of Droplets whose runners cannot be
+// reached, by Droplet ID, for a Reconciler after this one (Config.Shutdowns).
+// Not safe to call during a Step.
+func (r *Reconciler) Shutdowns() map[int]Shutdown { return maps.Clone(r.shutAt) }
 
 // Report says what one Step saw and did.
 type Report struct {
@@ -363,6 +376,13 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			}
 		}
 	}
+	// A Droplet being shut down goes on until it is off, or its runner is
+	// reached and drained, whatever the policy now says of it.
+	for _, d := range droplets {
+		if _, ok := r.shutAt[d.ID]; ok && !slices.ContainsFunc(retiring, func(a action) bool { return a.d.ID == d.ID }) {
+			retiring = append(retiring, action{d, "being shut down: its runner cannot be reached over SSH"})
+		}
+	}
 	// Those whose last drain failed, as of now (a drain below may fail).
 	later := map[int]bool{}
 	for _, a := range draining {
@@ -375,7 +395,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		// would hold the Step for a timeout. Once off, it is quiet.
 		switch sd, ok := r.shutAt[a.d.ID]; {
 		case quiet(a.d, status[a.d.ID]):
-		case ok && now.Sub(sd.last) < shutdownEvery:
+		case ok && now.Sub(sd.Last) < shutdownEvery:
 			shutting = append(shutting, a)
 		default:
 			draining = append(draining, a)
@@ -638,8 +658,8 @@ func quiet(d cloud.Droplet, st RunnerStatus) bool {
 // Droplet still not off (DigitalOcean may have failed the action).
 const shutdownEvery = 10 * time.Minute
 
-// shutdown is a graceful shutdown asked for: first and last.
-type shutdown struct{ first, last time.Time }
+// Shutdown is a graceful shutdown asked for: when first and last.
+type Shutdown struct{ First, Last time.Time }
 
 // shuttingDown: a graceful shutdown of the Droplet was asked for.
 func (r *Reconciler) shuttingDown(id int) bool {
@@ -650,59 +670,41 @@ func (r *Reconciler) shuttingDown(id int) bool {
 // shutdown asks DigitalOcean to shut a Droplet down gracefully, its runner
 // being unreachable: systemd stops gitlab-runner as a drain does (SIGQUIT,
 // no timeout; the user data lifts poweroff.target's 30 minutes), so its jobs
-// finish first. Once the Droplet is off, retire deletes it. One still on
-// ShutdownLimit after the first ask is deleted all the same. The first ask
-// is dated from DigitalOcean's record of the Droplet's actions when this
-// Reconciler has none (it was restarted), and from the first try when
-// DigitalOcean refuses it: either way the limit holds.
+// finish first. Once the Droplet is off, retire deletes it. It asks again
+// every shutdownEvery, and deletes one still on ShutdownLimit after the first
+// try, refused or not (Shutdowns keeps that date across restarts).
 func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st RunnerStatus, avail func() int) {
 	now := r.clock.Now()
 	sd, asked := r.shutAt[a.d.ID]
-	if a.d.Status == "off" {
-		return // retire deletes it
-	}
-	if !asked {
-		if avail() < 1 {
-			rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
-			return
-		}
-		acts, err := r.cloud.ListDropletActions(ctx, a.d.ID)
-		if err != nil {
-			rep.failed("shut down "+a.d.Name, fmt.Errorf("look for earlier shutdowns of %s: %w", a.d.Name, err))
-			return
-		}
-		for _, x := range acts {
-			if x.Type == "shutdown" && !x.StartedAt.IsZero() && (sd.first.IsZero() || x.StartedAt.Before(sd.first)) {
-				sd.first, sd.last = x.StartedAt, x.StartedAt
-			}
-		}
-		if asked = !sd.first.IsZero(); asked {
-			r.shutAt[a.d.ID] = sd
-		}
-	}
 	switch {
-	case asked && now.Sub(sd.first) >= r.cfg.ShutdownLimit:
+	case a.d.Status == "off":
+		return // retire deletes it
+	case asked && now.Sub(sd.First) >= r.cfg.ShutdownLimit:
 		r.log.Error("a Droplet shut down gracefully has not powered off within the limit; deleting it anyway (a job still on it is lost). Its runner could not be reached over SSH either: it is most likely hung",
 			"droplet", a.d.Name, "limit", r.cfg.ShutdownLimit, "running_jobs_in_gitlab", st.Running)
 		r.delete(ctx, rep, a.d, fmt.Sprintf("not off %s after a graceful shutdown", r.cfg.ShutdownLimit), avail)
 		return
-	case asked && now.Sub(sd.last) < shutdownEvery:
+	case asked && now.Sub(sd.Last) < shutdownEvery:
 		return
-	}
-	if avail() < 1 {
+	case avail() < 1:
 		rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
 		return
 	}
 	if !asked {
-		sd.first = now
+		sd.First = now
 		r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
 			"droplet", a.d.Name)
 	}
-	sd.last = now
-	r.shutAt[a.d.ID] = sd
-	if _, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown"); err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
+	sd.Last = now
+	_, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown")
+	switch {
+	case errors.Is(err, cloud.ErrBudget):
+		sd.Last = time.Time{} // not sent: ask at the next Step
 		rep.failed("shut down "+a.d.Name, err)
+	case err != nil && !errors.Is(err, cloud.ErrPendingEvent):
+		rep.failed("shut down "+a.d.Name, err) // refused: the limit counts all the same
 	}
+	r.shutAt[a.d.ID] = sd
 }
 
 // retire deletes a Droplet once its runner is drained and idle: running says
