@@ -33,8 +33,9 @@ type Options struct {
 	Interval time.Duration
 	// Webhook, when set, is served at /hooks/gitlab and wakes the loop.
 	Webhook *demand.Webhook
-	// Save, when set, keeps what the policy has learned; it is called after
-	// a successful reconcile at most once a minute, and when Run ends.
+	// Save, when set, keeps what must outlive a restart (what the policy has
+	// learned, the shutdowns under way); it is called after a successful
+	// reconcile at most once a minute, and when Run ends.
 	Save func() error
 	// Learned, when set, is what the policy has learned, shown in /metrics
 	// for Pools after each successful reconcile.
@@ -199,7 +200,7 @@ func (d *Daemon) save(force bool) {
 	}
 	d.savedAt = now
 	if err := d.o.Save(); err != nil {
-		d.o.Logger.Warn("cannot save what the policy has learned; after a restart it would learn the day again", "error", err)
+		d.o.Logger.Warn("cannot save state_dir's files; after a restart the policy would learn the day again, and shutdowns under way would start their limit again", "error", err)
 	}
 }
 

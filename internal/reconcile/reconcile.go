@@ -690,20 +690,20 @@ func (r *Reconciler) shutdown(ctx context.Context, rep *Report, a action, st Run
 		rep.Deferred = append(rep.Deferred, "shut down "+a.d.Name)
 		return
 	}
+	_, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown")
+	if errors.Is(err, cloud.ErrBudget) {
+		rep.failed("shut down "+a.d.Name, err) // not sent: asked at the next Step
+		return
+	}
+	if err != nil && !errors.Is(err, cloud.ErrPendingEvent) {
+		rep.failed("shut down "+a.d.Name, err) // refused: the limit counts all the same
+	}
 	if !asked {
 		sd.First = now
 		r.log.Warn("cannot reach the runner over SSH to drain it; shutting its Droplet down gracefully instead (the runner finishes its jobs first), and deleting it once off. Check the firewall, ssh_keys and the runner host key if this recurs",
 			"droplet", a.d.Name)
 	}
 	sd.Last = now
-	_, err := r.cloud.StartDropletAction(ctx, a.d.ID, "shutdown")
-	switch {
-	case errors.Is(err, cloud.ErrBudget):
-		sd.Last = time.Time{} // not sent: ask at the next Step
-		rep.failed("shut down "+a.d.Name, err)
-	case err != nil && !errors.Is(err, cloud.ErrPendingEvent):
-		rep.failed("shut down "+a.d.Name, err) // refused: the limit counts all the same
-	}
 	r.shutAt[a.d.ID] = sd
 }
 
