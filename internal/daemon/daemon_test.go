@@ -914,19 +914,10 @@ func TestDropletsOfRunnersNoLongerWatchedAreDrainedBeforeDeletion(t *testing.T) 
 	for _, change := range []string{"pool removed", "runner replaced"} {
 		t.Run(change, func(t *testing.T) {
 			r := newRig(t)
-			ids := r.pipeline(30 * time.Minute)
-			r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
-			if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
-				t.Fatalf("job is %s, want running", j.Status)
-			}
+			ids := r.runningJob(30 * time.Minute)
 			switch change {
 			case "pool removed":
-				other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
-				r.setup.RunnerTokens = map[string]string{"large": other.Token}
+				r.removePool()
 			case "runner replaced":
 				next, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal docker v2", Tags: []string{"docker"}})
 				if err != nil {
@@ -947,6 +938,30 @@ func TestDropletsOfRunnersNoLongerWatchedAreDrainedBeforeDeletion(t *testing.T) 
 			}
 		})
 	}
+}
+
+// runningJob starts a docker job of duration d and runs a daemon until a
+// runner has taken it.
+func (r *rig) runningJob(d time.Duration) []int64 {
+	r.t.Helper()
+	ids := r.pipeline(d)
+	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
+		r.t.Fatalf("job is %s, want running", j.Status)
+	}
+	return ids
+}
+
+// removePool replaces the config's docker pool with a "large" one of a new
+// runner: the docker pool's Droplets must go.
+func (r *rig) removePool() {
+	r.t.Helper()
+	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
+	r.setup.RunnerTokens = map[string]string{"large": other.Token}
 }
 
 // idleThenUnreachable runs a short job on a new Droplet, then cuts the
@@ -1096,19 +1111,10 @@ func TestHungDropletIsDeletedAfterTheShutdownLimit(t *testing.T) {
 // waits for the job, and the Droplet is deleted once off.
 func TestGracefulShutdownWaitsForTheJob(t *testing.T) {
 	r := newRig(t)
-	ids := r.pipeline(40 * time.Minute)
-	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
-	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
-		t.Fatalf("job is %s, want running", j.Status)
-	}
+	ids := r.runningJob(40 * time.Minute)
 	r.fleet.unreachable()
 	r.problemsExpected = true
-	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
-	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	r.removePool()
 	_, deleted := r.run(r.daemon(), 2*time.Hour, func(_, deleted int) bool { return deleted > 0 })
 	if deleted == 0 {
 		t.Fatal("the Droplet was never deleted")
@@ -1139,17 +1145,11 @@ func TestCreatesComeBeforeDrainsThatFailed(t *testing.T) {
 		})
 	})
 	r.fleet.onNoRoute = func() { note("drain") }
-	ids := r.pipeline(time.Hour)
-	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
+	r.runningJob(time.Hour)
 	// Its pool is removed, so its Droplet goes; but SSH to it fails.
 	r.fleet.unreachable()
 	r.problemsExpected = true
-	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
-	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	r.removePool()
 	d := r.daemon()
 	r.run(d, 5*time.Second, func(int, int) bool { return false }) // the first drain fails
 	if _, err := r.gl.CreatePipeline(r.project, []glemu.StageSpec{{Jobs: []glemu.JobSpec{{Duration: time.Minute, Tags: []string{"large"}}}}}); err != nil {
@@ -1241,21 +1241,12 @@ func TestErroredShutdownOfABusyRunnerIsAskedAgain(t *testing.T) {
 // counts from that one, not from the first.
 func TestRunnerLostAgainGetsANewShutdown(t *testing.T) {
 	r := newRig(t)
-	ids := r.pipeline(6 * time.Hour)
-	r.run(r.daemon(), 5*time.Minute, func(int, int) bool { j, _ := r.gl.Job(ids[0]); return j.Status == glemu.StatusRunning })
-	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
-		t.Fatalf("job is %s, want running", j.Status)
-	}
+	ids := r.runningJob(6 * time.Hour)
 	r.fleet.unreachable()
 	r.fleet.ignoreShutdown = true
 	r.problemsExpected = true
 	// The pool is removed: its Droplet must go once its job is done.
-	other, err := r.gl.CreateRunner(glemu.RunnerSpec{Description: "shoal large", Tags: []string{"large"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.reconfigure(fmt.Sprintf(poolTOML, "large", "large", other.ID))
-	r.setup.RunnerTokens = map[string]string{"large": other.Token}
+	r.removePool()
 	d := r.daemon()
 	r.run(d, 15*time.Minute, func(int, int) bool { return false }) // shut down at 10 minutes: ignored
 	r.fleet.reachable()
