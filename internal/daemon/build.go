@@ -48,10 +48,15 @@ type Setup struct {
 	Logger *slog.Logger
 }
 
+// digitalOcean is the DigitalOcean client.
+func (s Setup) digitalOcean() (*cloud.DO, error) {
+	return cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+}
+
 // clients are the DigitalOcean and GitLab clients, and the demand source.
 func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 	cfg := s.Config
-	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+	do, err := s.digitalOcean()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -84,7 +89,7 @@ func (s Setup) clients() (*cloud.DO, *gitlab.Client, *demand.Source, error) {
 // FleetDroplets lists the runner Droplets shoal made (tagged shoal, named
 // shoal-…), of any pool.
 func (s Setup) FleetDroplets(ctx context.Context) ([]cloud.Droplet, error) {
-	do, err := cloud.New(cloud.Config{Token: s.DOToken, APIURL: s.DOAPIURL, HTTPClient: s.HTTPClient, Clock: s.Clock})
+	do, err := s.digitalOcean()
 	if err != nil {
 		return nil, err
 	}

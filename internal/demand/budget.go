@@ -196,17 +196,12 @@ func (s *Source) name(pid int64) string {
 }
 
 // unauthorized: GitLab refuses the token itself (revoked, expired).
-func unauthorized(err error) bool {
-	var er *gitlab.ErrorResponse
-	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnauthorized
-}
+func unauthorized(err error) bool { return gitlab.HasStatusCode(err, http.StatusUnauthorized) }
 
 // refused reports whether GitLab refuses the project's job list for good:
 // 403 (CI/CD turned off, Guest access) or 404 (deleted, moved, hidden).
 func refused(err error) bool {
-	var er *gitlab.ErrorResponse
-	return errors.Is(err, gitlab.ErrNotFound) ||
-		errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden
+	return errors.Is(err, gitlab.ErrNotFound) || gitlab.HasStatusCode(err, http.StatusForbidden)
 }
 
 // mayListJobs reports whether a job list may be requested now: GitLab has

@@ -380,7 +380,7 @@ func (s *Source) pending(ctx context.Context, pid int64, now time.Time) ([]Pendi
 		ListOptions: gitlab.ListOptions{PerPage: 100},
 		Scope:       &[]gitlab.BuildStateValue{gitlab.Pending},
 	}
-	jobs, err := readPages[pendingJob](ctx, s.c, fmt.Sprintf("projects/%d/jobs", pid), opt, &opt.Page, s.maxPending(), s.countJobList())
+	jobs, err := readPages[jobEntity](ctx, s.c, fmt.Sprintf("projects/%d/jobs", pid), opt, &opt.Page, s.maxPending(), s.countJobList())
 	if err != nil {
 		return nil, fmt.Errorf("list pending jobs of project %d: %w", pid, err)
 	}
@@ -509,10 +509,10 @@ func (s *Source) created(ctx context.Context, projects []int64, pending []Pendin
 	return next, nil
 }
 
-// pendingJob is the part of GitLab's job entity read for Snapshot.Pending:
-// decoding only these fields costs a fraction of client-go's whole Job, and
-// the queue is read at every reconcile.
-type pendingJob struct {
+// jobEntity is the part of GitLab's job entity shoal reads, for pending and
+// created jobs: decoding only these fields costs a fraction of client-go's
+// whole Job, and the queue is read at every reconcile.
+type jobEntity struct {
 	ID             int64      `json:"id"`
 	Name           string     `json:"name"`
 	Stage          string     `json:"stage"`
@@ -520,18 +520,6 @@ type pendingJob struct {
 	CreatedAt      *time.Time `json:"created_at"`
 	QueuedDuration float64    `json:"queued_duration"`
 	Pipeline       struct {
-		ID int64 `json:"id"`
-	} `json:"pipeline"`
-}
-
-// createdJob is the part of GitLab's job entity read for Snapshot.Created:
-// decoding only these fields costs a fraction of client-go's whole Job.
-type createdJob struct {
-	ID        int64      `json:"id"`
-	Stage     string     `json:"stage"`
-	TagList   []string   `json:"tag_list"`
-	CreatedAt *time.Time `json:"created_at"`
-	Pipeline  struct {
 		ID int64 `json:"id"`
 	} `json:"pipeline"`
 }
@@ -549,11 +537,11 @@ func (s *Source) createdJobs(ctx context.Context, pid, pipeline int64) ([]Create
 		path, what = fmt.Sprintf("projects/%d/pipelines/%d/jobs", pid, pipeline), fmt.Sprintf("pipeline %d of project %d", pipeline, pid)
 		extra = nil // not under GitLab's job-list rate limit
 	}
-	page, err := readPages[createdJob](ctx, s.c, path, opt, &opt.Page, s.maxPending(), extra...)
+	page, err := readPages[jobEntity](ctx, s.c, path, opt, &opt.Page, s.maxPending(), extra...)
 	if err != nil {
 		return nil, fmt.Errorf("list created jobs of %s: %w", what, err)
 	}
-	first := map[int64]createdJob{} // per pipeline, its lowest-numbered created job
+	first := map[int64]jobEntity{} // per pipeline, its lowest-numbered created job
 	for _, j := range page {
 		if f, ok := first[j.Pipeline.ID]; !ok || j.ID < f.ID {
 			first[j.Pipeline.ID] = j
@@ -708,13 +696,12 @@ func withQuery(key, value string) gitlab.RequestOptionFunc {
 
 // hint adds what to do to the GitLab errors people can fix themselves.
 func hint(err error) error {
-	var er *gitlab.ErrorResponse
 	switch {
 	case errors.Is(err, gitlab.ErrNotFound):
 		return fmt.Errorf("%w (check the ID or path, and that the token's user can see it)", err)
-	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnauthorized:
+	case gitlab.HasStatusCode(err, http.StatusUnauthorized):
 		return fmt.Errorf("%w (GitLab refused the token: check GITLAB_TOKEN)", err)
-	case errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden:
+	case gitlab.HasStatusCode(err, http.StatusForbidden):
 		return fmt.Errorf("%w (the token lacks access: it needs the read_api scope, and owner or maintainer access to the runners)", err)
 	}
 	return err

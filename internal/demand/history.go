@@ -116,8 +116,7 @@ projects:
 			ps, err := collect(&opt.Page, 0, func() ([]*gitlab.PipelineInfo, *gitlab.Response, error) {
 				return s.c.Pipelines.ListProjectPipelines(pid, opt, gitlab.WithContext(ctx))
 			})
-			var er *gitlab.ErrorResponse
-			if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusForbidden {
+			if gitlab.HasStatusCode(err, http.StatusForbidden) {
 				st.Refused = append(st.Refused, pid)
 				continue projects
 			}

@@ -50,6 +50,14 @@ func (a *action) json() actionJSON {
 // status. The Droplet it names (if any) has it as its one pending event until then.
 // Call with s.mu held.
 func (s *Server) startAction(dropletID int, resourceType, typ string, reg region, delay time.Duration, onDone func(*action)) *action {
+	return s.startActionUntil(dropletID, resourceType, typ, reg, delay, nil, onDone)
+}
+
+// startActionUntil is startAction for an action that lasts as long as the
+// guest takes (a graceful shutdown): once delay has passed it completes only
+// when until, asked outside the lock every ActionDelay.Min (at least a
+// second), says so, or the Droplet is gone. A nil until is startAction.
+func (s *Server) startActionUntil(dropletID int, resourceType, typ string, reg region, delay time.Duration, until func() bool, onDone func(*action)) *action {
 	a := &action{ID: s.newID(), Status: "in-progress", Type: typ, startedAt: s.clock.Now(),
 		resourceType: resourceType, region: reg, droplet: dropletID}
 	if resourceType == "droplet" {
@@ -58,7 +66,18 @@ func (s *Server) startAction(dropletID int, resourceType, typ string, reg region
 	errored := s.chance(s.opts.Faults.ActionErrorRate)
 	s.actions[a.ID] = a
 	s.actionOrder = append(s.actionOrder, a.ID)
-	s.clock.AfterFunc(delay, func() {
+	every := max(s.opts.ActionDelay.Min, time.Second)
+	var finish func()
+	finish = func() {
+		if until != nil && !errored {
+			s.mu.Lock()
+			gone := s.droplets[dropletID] == nil
+			s.mu.Unlock()
+			if !gone && !until() {
+				s.clock.AfterFunc(every, finish)
+				return
+			}
+		}
 		defer s.flushEvents()
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -71,7 +90,8 @@ func (s *Server) startAction(dropletID int, resourceType, typ string, reg region
 			d.pending = nil
 		}
 		onDone(a)
-	})
+	}
+	s.clock.AfterFunc(delay, finish)
 	return a
 }
 

@@ -396,60 +396,17 @@ func (s *Server) postDropletAction(w http.ResponseWriter, r *http.Request) {
 		unprocessable(w, "Droplet already has a pending event.")
 		return
 	}
-	delay := s.opts.ActionDelay.sample(s.rng)
+	var until func() bool // a graceful shutdown lasts as long as the guest takes
 	if req.Type == "shutdown" && s.opts.ShutdownDone != nil {
-		d.pending = s.shutdownAction(d, delay)
-	} else {
-		d.pending = s.startAction(d.id, "droplet", req.Type, d.region, delay, func(a *action) {
-			if a.Status == "completed" {
-				d.status = next
-				s.note(req.Type, d)
-			}
-		})
+		until = func() bool { return s.opts.ShutdownDone(d.id) }
 	}
+	d.pending = s.startActionUntil(d.id, "droplet", req.Type, d.region, s.opts.ActionDelay.sample(s.rng), until, func(a *action) {
+		if a.Status == "completed" && s.droplets[d.id] == d {
+			d.status = next
+			s.note(req.Type, d)
+		}
+	})
 	writeJSON(w, http.StatusCreated, map[string]any{"action": d.pending.json()})
-}
-
-// shutdownAction is a graceful shutdown that lasts as long as the guest
-// (Options.ShutdownDone) takes to stop. Call with s.mu held.
-func (s *Server) shutdownAction(d *droplet, delay time.Duration) *action {
-	a := &action{ID: s.newID(), Status: "in-progress", Type: "shutdown", startedAt: s.clock.Now(),
-		resourceType: "droplet", resourceID: d.id, region: d.region, droplet: d.id}
-	s.actions[a.ID] = a
-	s.actionOrder = append(s.actionOrder, a.ID)
-	every := max(s.opts.ActionDelay.Min, time.Second)
-	errored := s.chance(s.opts.Faults.ActionErrorRate)
-	var ask func()
-	ask = func() {
-		s.mu.Lock()
-		gone := s.droplets[d.id] == nil
-		s.mu.Unlock()
-		if !gone && !errored && !s.opts.ShutdownDone(d.id) {
-			s.clock.AfterFunc(every, ask)
-			return
-		}
-		defer s.flushEvents()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a.Status, a.completedAt = "completed", s.clock.Now()
-		if errored {
-			a.Status = "errored" // the guest stays on
-			s.stats.InjectedFaults++
-		}
-		cur := s.droplets[d.id]
-		if cur == nil {
-			return
-		}
-		if cur.pending == a {
-			cur.pending = nil
-		}
-		if !errored {
-			cur.status = "off"
-			s.note("shutdown", cur)
-		}
-	}
-	s.clock.AfterFunc(delay, ask)
-	return a
 }
 
 func (s *Server) listDropletActions(w http.ResponseWriter, r *http.Request) {

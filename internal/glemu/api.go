@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -125,6 +126,19 @@ func notFound(w http.ResponseWriter, what string) {
 		msg = "404 " + what + " Not Found"
 	}
 	writeJSON(w, http.StatusNotFound, map[string]string{"message": msg})
+}
+
+// optionalBool reads a boolean query parameter, nil when it is absent.
+func optionalBool(q url.Values, name string) (*bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s is invalid", name)
+	}
+	return &b, nil
 }
 
 func badRequest(w http.ResponseWriter, msg string) {
@@ -889,23 +903,13 @@ func (s *Server) listGroupProjects(w http.ResponseWriter, r *http.Request) {
 	// GitLab's defaults: with_shared=true, archived unset (both kinds).
 	q := r.URL.Query()
 	sub, _ := strconv.ParseBool(q.Get("include_subgroups"))
-	withShared, archived := true, (*bool)(nil)
-	if v := q.Get("with_shared"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			badRequest(w, "with_shared is invalid")
-			return
-		}
-		withShared = b
+	shared, err1 := optionalBool(q, "with_shared")
+	archived, err2 := optionalBool(q, "archived")
+	if err := errors.Join(err1, err2); err != nil {
+		badRequest(w, err.Error())
+		return
 	}
-	if v := q.Get("archived"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			badRequest(w, "archived is invalid")
-			return
-		}
-		archived = &b
-	}
+	withShared := shared == nil || *shared
 	s.mu.Lock()
 	g := s.groupByRef(r.PathValue("id"))
 	if g == nil {

@@ -297,21 +297,11 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	for _, d := range droplets {
 		byID[d.ID] = d
 	}
-	for id := range r.drained { // deleted by someone else
-		if _, ok := byID[id]; !ok {
-			delete(r.drained, id)
-		}
-	}
-	for id := range r.shutAt {
-		if _, ok := byID[id]; !ok {
-			delete(r.shutAt, id)
-		}
-	}
-	for id := range r.drainFailed {
-		if _, ok := byID[id]; !ok {
-			delete(r.drainFailed, id)
-		}
-	}
+	// What is known of Droplets deleted by someone else goes with them.
+	gone := func(id int) bool { _, ok := byID[id]; return !ok }
+	maps.DeleteFunc(r.drained, func(id int, _ bool) bool { return gone(id) })
+	maps.DeleteFunc(r.drainFailed, func(id int, _ bool) bool { return gone(id) })
+	maps.DeleteFunc(r.shutAt, func(id int, _ Shutdown) bool { return gone(id) })
 	// Droplets to retire, with why: reaped, or of a pool no longer
 	// configured (not the policy's to decide), then the policy's deletes.
 	var retiring []action
@@ -534,6 +524,19 @@ func (r *Reconciler) withUnlisted(now time.Time, listed []cloud.Droplet) []cloud
 	return listed
 }
 
+// relisted puts a Droplet just looked up in the cached fleet, in place of
+// the listed one.
+func (r *Reconciler) relisted(d cloud.Droplet) {
+	if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID }); k >= 0 {
+		r.fleet[k] = d
+	}
+}
+
+// forget drops a Droplet that is gone from the cached fleet.
+func (r *Reconciler) forget(id int) {
+	r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == id })
+}
+
 // noteOff records when each Droplet was first listed powered off: it is
 // reaped StuckOff after that, not after its creation (a Droplet that ran for
 // an hour and was just switched off may be coming back).
@@ -612,9 +615,7 @@ func (r *Reconciler) drainAll(ctx, spend context.Context, rep *Report, as []acti
 			results[i].err = fmt.Errorf("look up its address: %w", err)
 			continue
 		}
-		if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID }); k >= 0 {
-			r.fleet[k] = d
-		}
+		r.relisted(d)
 		as[i].d = d
 		again = append(again, i)
 	}
@@ -723,15 +724,13 @@ func (r *Reconciler) retire(ctx context.Context, rep *Report, a action, st Runne
 		cur, err := r.cloud.GetDroplet(ctx, a.d.ID)
 		switch {
 		case errors.Is(err, cloud.ErrNotFound):
-			r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == a.d.ID })
+			r.forget(a.d.ID)
 			return
 		case err != nil:
 			rep.failed("look up "+a.d.Name, err)
 			return
 		}
-		if k := slices.IndexFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == cur.ID }); k >= 0 {
-			r.fleet[k] = cur
-		}
+		r.relisted(cur)
 		if !quiet(cur, st) {
 			return // drained at the next Step
 		}
@@ -752,7 +751,7 @@ func (r *Reconciler) delete(ctx context.Context, rep *Report, d cloud.Droplet, w
 		return
 	}
 	delete(r.drained, d.ID)
-	r.fleet = slices.DeleteFunc(r.fleet, func(x cloud.Droplet) bool { return x.ID == d.ID })
+	r.forget(d.ID)
 	rep.Deleted = append(rep.Deleted, d.ID)
 	r.log.Info("deleted droplet", "droplet", d.Name, "reason", why)
 }

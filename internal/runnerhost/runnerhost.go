@@ -172,12 +172,27 @@ type host struct {
 	done         int
 	lastFinished time.Time
 	drainedAt    time.Time // when it was first drained (zero: not draining)
-	failingSince time.Time // the first of the drains failing one after another
-	failedAt     time.Time // the last failed drain, zero after a drain that worked
-	idleSince    time.Time // the first of the drains finding it alive with no job, one after another
-	idleAt       time.Time // the last of them, zero after a drain that did not
+	failing      streak    // drains that failed
+	idle         streak    // drains that found it alive with no job
 	warned       bool      // that it cannot be told stuck was logged
 }
+
+// streak is a run of drains alike, one after another: none more than
+// failRun after the one before.
+type streak struct{ since, last time.Time }
+
+// extend adds a drain at now to the streak, or starts one, and says how
+// long the streak has lasted.
+func (s *streak) extend(now time.Time) time.Duration {
+	if s.last.IsZero() || now.Sub(s.last) > failRun {
+		s.since = now
+	}
+	s.last = now
+	return now.Sub(s.since)
+}
+
+// end ends the streak: a drain unlike it came.
+func (s *streak) end() { *s = streak{} }
 
 // adoptAtOnce is how many runners found at start are asked at once whether
 // they still run.
@@ -380,12 +395,8 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		if ctx.Err() != nil {
 			return running, fmt.Errorf("drain runner on %s: %w", d.Name, err) // shoal stopping
 		}
-		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
-		if now.Sub(hs.failedAt) > failRun {
-			hs.failingSince = now
-		}
-		hs.failedAt = now
-		if failing := now.Sub(hs.failingSince); failing >= h.cfg.GiveUpAfter {
+		hs.idle.end()
+		if failing := hs.failing.extend(now); failing >= h.cfg.GiveUpAfter {
 			// The runner may still be taking jobs: only a graceful shutdown
 			// of the Droplet stops it safely now.
 			h.cfg.Logger.Warn("cannot reach the runner to drain it; its Droplet is to be shut down gracefully",
@@ -395,7 +406,7 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		}
 		return max(running, 1), fmt.Errorf("drain runner on %s: %w", d.Name, err)
 	}
-	hs.failedAt = time.Time{}
+	hs.failing.end()
 	if hs.drainedAt.IsZero() {
 		hs.drainedAt = now
 	}
@@ -410,13 +421,13 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	}
 	if st.exited() {
 		// Exited: GitLab may still list a job it is closing; wait for that.
-		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
+		hs.idle.end()
 		return running, nil
 	}
 	// activating, active, deactivating, reloading: the runner has not exited.
 	busy := max(running, st.jobs, 1)
 	if running > 0 || !st.known || st.jobs > 0 {
-		hs.idleSince, hs.idleAt = time.Time{}, time.Time{}
+		hs.idle.end()
 		if !st.known && running == 0 && !hs.warned && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
 			hs.warned = true
 			h.cfg.Logger.Warn("the runner has not exited since it was drained, and Docker on its Droplet does not say what runs; it counts as busy until it exits",
@@ -425,11 +436,7 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		return busy, nil
 	}
 	// Alive, with no job container and no job in GitLab.
-	if hs.idleAt.IsZero() || now.Sub(hs.idleAt) > failRun {
-		hs.idleSince = now
-	}
-	hs.idleAt = now
-	if idle := now.Sub(hs.idleSince); idle >= h.cfg.GiveUpAfter && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
+	if idle := hs.idle.extend(now); idle >= h.cfg.GiveUpAfter && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
 		h.cfg.Logger.Warn("the runner has not exited since it was drained, yet no job has run on it for a while; it counts as drained",
 			"droplet", d.Name, "drained_for", now.Sub(hs.drainedAt).Round(time.Second), "idle_for", idle.Round(time.Second))
 		return 0, nil
