@@ -264,6 +264,31 @@ func TestDrainCountsTheJobContainersOnTheDroplet(t *testing.T) {
 	}
 }
 
+// A runner that has exited runs no job, but GitLab may still list one it is
+// closing: the drain waits for GitLab. Not for ever: a list GitLab has not
+// refreshed for GiveUpAfter (GitLab down, or refusing shoal's token) is
+// stale, and the runner's own word counts, until GitLab is read again.
+func TestDrainTrustsTheRunnerOverAStaleGitLab(t *testing.T) {
+	hostKey, shoalKey := keys(t)
+	d := newDroplet(t, hostKey.Signer(), shoalKey.PublicKey())
+	f := newFixture(t, dialTo(d.addr), hostKey, shoalKey)
+	f.register(t, 7) // GitLab's last word: job 7 runs there
+	d.setUnit("loaded", "inactive")
+	for minute := 0; minute < 10; minute++ {
+		if n, err := f.drain(); err != nil || n != 1 {
+			t.Fatalf("minute %d after GitLab listed job 7 on the exited runner: %d, %v; want 1", minute, n, err)
+		}
+		f.clk.Advance(time.Minute)
+	}
+	if n, err := f.drain(); err != nil || n != 0 {
+		t.Errorf("GitLab unread for 10 minutes, the runner exited: %d, %v; want 0", n, err)
+	}
+	f.register(t, 7)
+	if n, err := f.drain(); err != nil || n != 1 {
+		t.Errorf("GitLab read again, still listing job 7: %d, %v; want 1", n, err)
+	}
+}
+
 // A Droplet whose runner shoal never saw register may run one all the same
 // (its pool was removed from the config, or uses another runner now), with
 // jobs: it is drained like any other, and counts as busy until its runner

@@ -169,6 +169,7 @@ type host struct {
 	registered   bool // its runner manager has contacted GitLab
 	registeredAt time.Time
 	running      map[int64]bool // job IDs at the last look
+	lookedAt     time.Time      // the last look: GitLab listed its manager
 	done         int
 	lastFinished time.Time
 	drainedAt    time.Time // when it was first drained (zero: not draining)
@@ -300,6 +301,7 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 				h.cfg.Logger.Info("a runner found at start was stopped before it; its Droplet goes once its jobs end", "droplet", d.Name)
 			}
 		}
+		hs.lookedAt = now
 		running := map[int64]bool{}
 		for _, j := range snap.RunningBySystemID[sid] {
 			running[j.ID] = true
@@ -386,6 +388,11 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		h.seen[d.ID] = hs
 	}
 	registered, running := hs.registered, len(hs.running)
+	if h.cfg.Clock.Since(hs.lookedAt) >= h.cfg.GiveUpAfter {
+		// GitLab has not been read for long (it is down, or refuses shoal):
+		// its jobs are stale, and the runner's own word counts.
+		running = 0
+	}
 	h.mu.Unlock()
 	out, err := h.run(ctx, d, drainCommand)
 	now := h.cfg.Clock.Now()
