@@ -107,6 +107,10 @@ type GitLab struct {
 	// JobsAPIPerMinute is how many GET /projects/:id/jobs requests shoal may
 	// make a minute (0: the demand source's default, half of GitLab's 600).
 	JobsAPIPerMinute int
+	// UnreadableLimit is how long the job queue may be unreadable before the
+	// daemon drains the fleet down to min_instances (0: the reconciler's
+	// default, an hour).
+	UnreadableLimit time.Duration
 }
 
 // Daemon is how the daemon reaches its runners and serves: the [daemon] table.

@@ -191,6 +191,7 @@ func TestBadConfigs(t *testing.T) {
 	}{
 		{"unknown global key", "reconcile_intervall = \"10s\"\n", []string{"1:reconcile_intervall:unknown key"}},
 		{"shutdown limit too short", "[daemon]\nshutdown_limit = \"10s\"\n", []string{"2:daemon.shutdown_limit:at least a minute"}},
+		{"unreadable limit too short", "[gitlab]\nunreadable_limit = \"1m\"\n", []string{"2:gitlab.unreadable_limit:at least 5 minutes"}},
 		{"daemon tables", `[gitlab]
 url = "gitlab.example.com"
 project = ["a/b"]
@@ -413,6 +414,7 @@ func TestDaemonConfig(t *testing.T) {
 	cfg, err := config.Parse("shoal.toml", []byte(`[gitlab]
 url = "https://gitlab.example.com"
 groups = ["acme"]
+unreadable_limit = "2h"
 
 [daemon]
 listen = "127.0.0.1:9252"
@@ -433,7 +435,7 @@ runner_id = 42
 	}
 	if cfg.GitLab.URL != "https://gitlab.example.com" || !reflect.DeepEqual(cfg.GitLab.Groups, []string{"acme"}) ||
 		cfg.Daemon.Listen != "127.0.0.1:9252" || !cfg.Daemon.PrivateNetwork || cfg.Daemon.StateDir != config.DefaultStateDir ||
-		cfg.Daemon.ShutdownLimit != 5*time.Hour {
+		cfg.Daemon.ShutdownLimit != 5*time.Hour || cfg.GitLab.UnreadableLimit != 2*time.Hour {
 		t.Errorf("parsed %+v %+v", cfg.GitLab, cfg.Daemon)
 	}
 	if got := cfg.Pools[0].TokenEnv(); got != "SHOAL_RUNNER_TOKEN_DOCKER_LARGE" {

@@ -463,7 +463,7 @@ func (f *fields) tables(k string) []*table {
 
 var (
 	globalKeys = []string{"reconcile_interval", "rate_budget", "billing_model", "gitlab", "daemon", "pool"}
-	gitlabKeys = []string{"url", "projects", "groups", "jobs_api_per_minute"}
+	gitlabKeys = []string{"url", "projects", "groups", "jobs_api_per_minute", "unreadable_limit"}
 	daemonKeys = []string{"listen", "ssh_keys", "ssh_identity", "state_dir", "private_network", "shutdown_limit"}
 	poolKeys   = []string{"name", "tags", "run_untagged", "region", "size", "image", "capacity_per_instance",
 		"min_instances", "max_instances", "idle_count", "idle_time", "scale_factor", "scale_factor_limit",
@@ -571,6 +571,9 @@ func (ps *parser) gitlab(t *table) GitLab {
 	f.strings("projects", &g.Projects)
 	f.strings("groups", &g.Groups)
 	f.integer("jobs_api_per_minute", 1, &g.JobsAPIPerMinute)
+	if line, ok := f.duration("unreadable_limit", &g.UnreadableLimit); ok && g.UnreadableLimit < 5*time.Minute {
+		ps.add(line, "gitlab.unreadable_limit", "must be at least 5 minutes, got %s: a short GitLab outage must not drain the fleet", g.UnreadableLimit)
+	}
 	f.unknown(gitlabKeys)
 	return g
 }

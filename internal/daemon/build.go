@@ -150,7 +150,7 @@ func Build(s Setup) (*Daemon, error) {
 	rec := reconcile.New(do, src, hosts, policy.NewShoal(), s.Clock, reconcile.Config{
 		Pools: cfg.Pools, Billing: cfg.Billing,
 		RequestsPerMinute: cfg.RequestsPerMinute(), RequestsPerHour: cfg.RequestsPerHour(),
-		SSHKeys: cfg.Daemon.SSHKeys, ShutdownLimit: cfg.Daemon.ShutdownLimit,
+		SSHKeys: cfg.Daemon.SSHKeys, ShutdownLimit: cfg.Daemon.ShutdownLimit, BlindLimit: cfg.GitLab.UnreadableLimit,
 		UserData:  func(p config.Pool, _ string) string { return userData[p.Name] },
 		State:     loadState[policy.State](stateFile, "what the policy learned (arrival rate, time of day)", s.Logger),
 		Shutdowns: loadState[map[int]reconcile.Shutdown](shutdownsFile, "the graceful shutdowns begun", s.Logger),

@@ -34,8 +34,8 @@ type Options struct {
 	// Webhook, when set, is served at /hooks/gitlab and wakes the loop.
 	Webhook *demand.Webhook
 	// Save, when set, keeps what must outlive a restart (what the policy has
-	// learned, the shutdowns under way); it is called after a successful
-	// reconcile at most once a minute, and when Run ends.
+	// learned, the shutdowns under way); it is called after a reconcile at
+	// most once a minute, and when Run ends.
 	Save func() error
 	// Learned, when set, is what the policy has learned, shown in /metrics
 	// for Pools after each successful reconcile.
@@ -165,13 +165,14 @@ func (d *Daemon) Healthy() error {
 }
 
 // Step reconciles once, records the outcome and, once a minute, saves what
-// the policy has learned.
+// must outlive a restart. A failed Step may still have acted (with GitLab
+// unreadable for long, it drains the fleet).
 func (d *Daemon) Step(ctx context.Context) (reconcile.Report, error) {
 	rep, err := d.step(ctx)
 	if err == nil {
 		d.showLearned()
-		d.save(false)
 	}
+	d.save(false)
 	return rep, err
 }
 
@@ -209,6 +210,11 @@ func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	rep, err := d.o.Reconciler.Step(ctx)
 	d.m.stepSeconds.Observe(d.o.Clock.Since(start).Seconds())
 	d.m.requests.Add(float64(rep.Requests))
+	d.m.created.Add(float64(len(rep.Created)))
+	d.m.drained.Add(float64(len(rep.Drained)))
+	d.m.deleted.Add(float64(len(rep.Deleted)))
+	d.m.problems.Add(float64(len(rep.Problems)))
+	d.m.deferred.Add(float64(len(rep.Deferred)))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
@@ -222,11 +228,6 @@ func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	d.m.pending.Set(float64(rep.Pending))
 	d.m.shuttingDown.Set(float64(rep.ShuttingDown))
 	d.m.queueProblems.Set(float64(rep.QueueProblems))
-	d.m.created.Add(float64(len(rep.Created)))
-	d.m.drained.Add(float64(len(rep.Drained)))
-	d.m.deleted.Add(float64(len(rep.Deleted)))
-	d.m.problems.Add(float64(len(rep.Problems)))
-	d.m.deferred.Add(float64(len(rep.Deferred)))
 	return rep, nil
 }
 
@@ -246,12 +247,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.save(true)
 	for {
 		began := d.o.Clock.Now()
-		if rep, err := d.Step(ctx); err != nil {
+		rep, err := d.Step(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			d.o.Logger.Error("reconcile failed; retrying at the next one", "error", err)
-		} else if len(rep.Created)+len(rep.Drained)+len(rep.Deleted) > 0 {
+		}
+		if len(rep.Created)+len(rep.Drained)+len(rep.Deleted) > 0 {
 			d.o.Logger.Info("reconciled", "droplets", rep.Droplets, "pending_jobs", rep.Pending,
 				"created", len(rep.Created), "drained", len(rep.Drained), "deleted", len(rep.Deleted),
 				"do_requests", rep.Requests)

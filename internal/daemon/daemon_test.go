@@ -299,6 +299,7 @@ type rig struct {
 	clk     *clock.Virtual
 	fleet   *droplets
 	gl      *glemu.Server
+	glDown  *atomic.Bool // GitLab's API refuses shoal's token (its runners still work)
 	doc     cloud.Cloud
 	project int64
 	setup   daemon.Setup
@@ -334,7 +335,14 @@ func newRigWith(t *testing.T, wrapDO func(http.Handler) http.Handler) *rig {
 	t.Cleanup(doSrv.Close)
 	fleet.do = doSrv.URL
 	gl := glemu.New(glemu.Options{Clock: clk, Tokens: []string{glToken}})
-	glSrv := httptest.NewServer(gl)
+	glDown := new(atomic.Bool)
+	glSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if glDown.Load() {
+			http.Error(w, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		gl.ServeHTTP(w, req)
+	}))
 	t.Cleanup(glSrv.Close)
 	fleet.gl = gl
 	rn, err := gl.CreateRunner(glemu.RunnerSpec{Description: "shoal docker", Tags: []string{"docker"}})
@@ -354,7 +362,7 @@ func newRigWith(t *testing.T, wrapDO func(http.Handler) http.Handler) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, clk: clk, fleet: fleet, gl: gl, doc: doc, project: project, glURL: glSrv.URL,
+	r := &rig{t: t, clk: clk, fleet: fleet, gl: gl, glDown: glDown, doc: doc, project: project, glURL: glSrv.URL,
 		setup: daemon.Setup{File: "shoal.toml", DOToken: doToken, GitLabToken: glToken,
 			RunnerTokens: map[string]string{"docker": rn.Token}, SSHSigner: shoalKey, HostKey: hostKey,
 			DOAPIURL: doSrv.URL, Dial: fleet.dial, Clock: clk}}
@@ -1255,5 +1263,84 @@ func TestRunnerLostAgainGetsANewShutdown(t *testing.T) {
 	r.run(d, 30*time.Minute, func(int, int) bool { return false })
 	if j, _ := r.gl.Job(ids[0]); j.Status != glemu.StatusRunning {
 		t.Errorf("the drained runner's job ended %s (%s) 30 minutes after SSH was lost again", j.Status, j.FailureReason)
+	}
+}
+
+// With GitLab's API unreadable (here a revoked token), the fleet stays
+// as it is for unreadable_limit (an hour by default): then it is drained down
+// to min_instances, each runner finishing its jobs before its Droplet goes,
+// and nothing is created; every Step fails meanwhile, so /healthz says so.
+// Once GitLab answers again, jobs get Droplets again.
+func TestDaemonWithGitLabUnreadableDrainsDownToMinInstances(t *testing.T) {
+	r := newRig(t)
+	r.reconfigure(fmt.Sprintf(poolTOML, "docker", "docker", r.setup.Config.Pools[0].RunnerID) + "min_instances = 1\n")
+	d := r.daemon()
+	jobs := r.pipeline(90*time.Minute, 90*time.Minute, 90*time.Minute)
+	r.run(d, 5*time.Minute, func(int, int) bool {
+		for _, id := range jobs {
+			if j, _ := r.gl.Job(id); j.Status != glemu.StatusRunning {
+				return false
+			}
+		}
+		return true
+	})
+	fleet := func() []cloud.Droplet {
+		ds, err := r.doc.ListDroplets(context.Background(), reconcile.FleetTag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	if n := len(fleet()); n != 3 {
+		t.Fatalf("%d Droplets for 3 running jobs, want 3", n)
+	}
+
+	r.glDown.Store(true)
+	down := r.clk.Now()
+	var drainedAt time.Time
+	for r.clk.Now().Before(down.Add(2 * time.Hour)) {
+		rep, err := d.Step(context.Background())
+		if err == nil {
+			t.Fatalf("a Step %s into the outage succeeded", r.clk.Since(down))
+		}
+		for _, p := range rep.Problems {
+			t.Errorf("step at %s: %v", r.clk.Now().Format("15:04:05"), p)
+		}
+		if len(rep.Created) > 0 {
+			t.Fatalf("created %d Droplets %s into the outage", len(rep.Created), r.clk.Since(down))
+		}
+		if len(rep.Drained) > 0 && drainedAt.IsZero() {
+			drainedAt = r.clk.Now()
+			if !strings.Contains(err.Error(), "drained down to min_instances") {
+				t.Errorf("the Step that drained failed with %q; want it to say what it does", err)
+			}
+		}
+		r.clk.Advance(15 * time.Second)
+		r.fleet.boot()
+	}
+	if drainedAt.IsZero() {
+		t.Fatal("no runner was drained in two hours without GitLab")
+	}
+	if gap := drainedAt.Sub(down); gap < time.Hour || gap > time.Hour+time.Minute {
+		t.Errorf("the runners were drained %s into the outage, want just after an hour", gap)
+	}
+	// A Droplet deleted under its job would have failed it (glemu fails the
+	// jobs of a runner that goes); the rig checks each was drained first.
+	if !r.succeeded(jobs) {
+		t.Fatal("a job running when the fleet was drained did not succeed")
+	}
+	if n := len(fleet()); n != 1 {
+		t.Errorf("%d Droplets left after the outage's drain, want min_instances = 1", n)
+	}
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	get(t, srv.URL+"/healthz", http.StatusServiceUnavailable)
+
+	// GitLab is back: a pipeline of two gets the kept runner and a new Droplet.
+	r.glDown.Store(false)
+	more := r.pipeline(time.Minute, time.Minute)
+	created, _ := r.run(d, 10*time.Minute, func(int, int) bool { return r.succeeded(more) })
+	if !r.succeeded(more) || created == 0 {
+		t.Errorf("after the outage: jobs succeeded %v, %d Droplets created; want both jobs run, on a new Droplet too", r.succeeded(more), created)
 	}
 }

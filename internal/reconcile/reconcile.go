@@ -6,6 +6,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +99,13 @@ type Config struct {
 	// same, loudly: a hung Droplet ignores the shutdown, and would be paid
 	// for forever. Default 3 hours (GitLab's default job timeout is one).
 	ShutdownLimit time.Duration
+	// BlindLimit is how long GitLab's job queue may be unreadable (an
+	// outage, a revoked or expired token) before the fleet is drained down
+	// to each pool's min_instances: with no demand to go by, idle runners
+	// would be paid for until someone noticed. Runners finish their jobs
+	// first, and nothing is created until the queue can be read again.
+	// Default an hour.
+	BlindLimit time.Duration
 	// StuckNew, StuckOff and RegisterTimeout bound how long a Droplet may stay
 	// "new", stay "off", or run without its runner registering before it is
 	// reaped. Defaults 10, 10 and 15 minutes.
@@ -145,10 +153,16 @@ type Reconciler struct {
 	madeAt   map[int]time.Time // when this Reconciler made each Droplet, for the last unlistedFor
 	// demandProblems are those of the last snapshot, logged when they appeared.
 	demandProblems map[string]bool
+	// unreadSince is when reading the job queue began to fail (zero while it
+	// works).
+	unreadSince time.Time
 }
 
 // New returns a Reconciler.
 func New(c cloud.Cloud, d Demand, r Runners, p policy.Policy, clk clock.Clock, cfg Config) *Reconciler {
+	if cfg.BlindLimit == 0 {
+		cfg.BlindLimit = time.Hour
+	}
 	if cfg.StuckNew == 0 {
 		cfg.StuckNew = 10 * time.Minute
 	}
@@ -271,16 +285,26 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		readsQueue = readsQueue || r.policy.Acceptance(settings[i]).ReadsQueue
 	}
 	var snap demand.Snapshot
+	// blind: the queue has been unreadable for BlindLimit; this Step drains
+	// the fleet down to min_instances, and still fails with blind.
+	var blind error
 	if readsQueue { // GitLab Runner's autoscalers never look at the queue
 		if snap, err = r.demand.Snapshot(ctx); err != nil {
-			return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+			if blind = r.unreadable(now, err); blind == nil {
+				return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+			}
+		} else {
+			r.unreadSince = time.Time{}
+			r.noteDemandProblems(snap.Problems)
+			rep.QueueProblems = len(snap.Problems)
 		}
-		r.noteDemandProblems(snap.Problems)
-		rep.QueueProblems = len(snap.Problems)
 	}
-	obs, err := r.runners.Observe(ctx, snap, droplets)
-	if err != nil {
-		return rep, fmt.Errorf("observe runners: %w", err)
+	obs := Observation{Droplets: map[int]RunnerStatus{}}
+	if blind == nil {
+		// Blind, the runners' state is unknown: GitLab tells it.
+		if obs, err = r.runners.Observe(ctx, snap, droplets); err != nil {
+			return rep, fmt.Errorf("observe runners: %w", err)
+		}
 	}
 	status := obs.Droplets
 	rep.Droplets, rep.Pending = len(droplets), len(snap.Pending)
@@ -307,7 +331,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	var retiring []action
 	for _, d := range droplets {
 		pool := poolOf(d)
-		why := r.stuck(now, d, status[d.ID])
+		why := r.stuck(now, d, status[d.ID], blind == nil)
 		if _, ok := r.poolConfig(pool); !ok || why != "" {
 			if why == "" {
 				why = fmt.Sprintf("pool %q is no longer configured", pool)
@@ -346,8 +370,12 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			r.log.Warn("reconcile: an action failed; the next step retries it", "error", p)
 		}
 	}()
-	decisions, state := r.policy.Decide(ps, r.state)
-	r.state = state
+	var decisions []policy.Decision
+	if blind == nil {
+		decisions, r.state = r.policy.Decide(ps, r.state)
+	} else {
+		decisions = r.blindDecisions(ps)
+	}
 	rep.Decisions = decisions
 
 	// Drain first, all at once: the runners to stop, and those whose
@@ -416,7 +444,43 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			rep.ShuttingDown++
 		}
 	}
-	return rep, nil
+	return rep, blind
+}
+
+// unreadable notes that the job queue could not be read, and returns an
+// error once it has been unreadable for BlindLimit (nil before).
+func (r *Reconciler) unreadable(now time.Time, err error) error {
+	if r.unreadSince.IsZero() {
+		r.unreadSince = now
+	}
+	since := now.Sub(r.unreadSince)
+	if since < r.cfg.BlindLimit {
+		return nil
+	}
+	return fmt.Errorf("read the job queue from GitLab: unreadable for %s, so runners are drained down to min_instances and nothing is created; fix shoal's access to GitLab (its URL, GITLAB_TOKEN) and it scales up again: %w",
+		since.Round(time.Second), err)
+}
+
+// blindDecisions drain every pool down to min_instances, the queue being
+// unreadable: the oldest Droplets not yet draining stay.
+func (r *Reconciler) blindDecisions(ps policy.Snapshot) []policy.Decision {
+	var out []policy.Decision
+	for _, pp := range ps.Pools {
+		ds := slices.Clone(pp.Droplets)
+		slices.SortStableFunc(ds, func(a, b policy.Droplet) int {
+			return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+		})
+		keep := pp.Settings.MinInstances
+		for _, d := range ds {
+			if keep > 0 && !r.drained[d.ID] && !r.shuttingDown(d.ID) {
+				keep--
+				continue
+			}
+			out = append(out, policy.Decision{Kind: policy.Delete, Pool: pp.Settings.Pool, DropletID: d.ID,
+				Reason: fmt.Sprintf("GitLab's job queue unreadable for over %s: down to min_instances", r.cfg.BlindLimit)})
+		}
+	}
+	return out
 }
 
 // noteDemandProblems logs each problem reading the queue (a project GitLab
@@ -490,14 +554,15 @@ func (r *Reconciler) poolConfig(name string) (config.Pool, bool) {
 }
 
 // stuck says why a Droplet should be reaped, or "" when it should not.
-func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus) string {
+// Without GitLab (known false), whether a runner registered is unknown.
+func (r *Reconciler) stuck(now time.Time, d cloud.Droplet, st RunnerStatus, known bool) string {
 	age := now.Sub(d.Created)
 	switch {
 	case d.Status == "new" && age > r.cfg.StuckNew:
 		return fmt.Sprintf("stuck in new for %s", age.Round(time.Second))
 	case d.Status == "off" && now.Sub(r.offSince[d.ID]) > r.cfg.StuckOff && st.Running == 0:
 		return fmt.Sprintf("powered off for %s, and billed all the same", now.Sub(r.offSince[d.ID]).Round(time.Second))
-	case d.Status == "active" && !st.Registered && age > r.cfg.RegisterTimeout:
+	case d.Status == "active" && known && !st.Registered && age > r.cfg.RegisterTimeout:
 		return fmt.Sprintf("its runner never registered in %s: check the pool's image and user data", age.Round(time.Second))
 	}
 	return ""
