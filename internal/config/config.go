@@ -109,7 +109,7 @@ type GitLab struct {
 	JobsAPIPerMinute int
 	// UnreadableLimit is how long the job queue may be unreadable before the
 	// daemon drains the fleet down to min_instances (0: the reconciler's
-	// default, an hour).
+	// default, an hour; negative, from "0" in the file: never).
 	UnreadableLimit time.Duration
 }
 

@@ -491,3 +491,17 @@ max_instances = 10
 		}
 	}
 }
+
+// unreadable_limit = "0" turns the drain of a fleet blind to GitLab off; left
+// out, the reconciler's default holds.
+func TestUnreadableLimit(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+	}{{"", 0}, {`unreadable_limit = "0"`, -1}, {`unreadable_limit = "30m"`, 30 * time.Minute}} {
+		cfg, err := config.Parse("shoal.toml", []byte("[gitlab]\n"+tc.line+"\n"))
+		if err != nil || cfg.GitLab.UnreadableLimit != tc.want {
+			t.Errorf("%q: %v, %v; want %v", tc.line, cfg.GitLab.UnreadableLimit, err, tc.want)
+		}
+	}
+}

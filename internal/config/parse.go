@@ -571,8 +571,13 @@ func (ps *parser) gitlab(t *table) GitLab {
 	f.strings("projects", &g.Projects)
 	f.strings("groups", &g.Groups)
 	f.integer("jobs_api_per_minute", 1, &g.JobsAPIPerMinute)
-	if line, ok := f.duration("unreadable_limit", &g.UnreadableLimit); ok && g.UnreadableLimit < 5*time.Minute {
-		ps.add(line, "gitlab.unreadable_limit", "must be at least 5 minutes, got %s: a short GitLab outage must not drain the fleet", g.UnreadableLimit)
+	if line, ok := f.duration("unreadable_limit", &g.UnreadableLimit); ok {
+		switch {
+		case g.UnreadableLimit == 0:
+			g.UnreadableLimit = -1 // never
+		case g.UnreadableLimit < 5*time.Minute:
+			ps.add(line, "gitlab.unreadable_limit", "must be at least 5 minutes (or 0: never), got %s: a short GitLab outage must not drain the fleet", g.UnreadableLimit)
+		}
 	}
 	f.unknown(gitlabKeys)
 	return g

@@ -215,6 +215,10 @@ func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	d.m.deleted.Add(float64(len(rep.Deleted)))
 	d.m.problems.Add(float64(len(rep.Problems)))
 	d.m.deferred.Add(float64(len(rep.Deferred)))
+	if err == nil || rep.Blind { // a blind Step saw the fleet, not the queue
+		d.m.droplets.Set(float64(rep.Droplets - len(rep.Deleted) + len(rep.Created)))
+		d.m.shuttingDown.Set(float64(rep.ShuttingDown))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
@@ -224,9 +228,7 @@ func (d *Daemon) step(ctx context.Context) (reconcile.Report, error) {
 	}
 	d.m.steps.WithLabelValues("ok").Inc()
 	d.lastOK, d.lastErr = d.o.Clock.Now(), nil
-	d.m.droplets.Set(float64(rep.Droplets - len(rep.Deleted) + len(rep.Created)))
 	d.m.pending.Set(float64(rep.Pending))
-	d.m.shuttingDown.Set(float64(rep.ShuttingDown))
 	d.m.queueProblems.Set(float64(rep.QueueProblems))
 	return rep, nil
 }

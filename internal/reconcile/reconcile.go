@@ -104,7 +104,7 @@ type Config struct {
 	// to each pool's min_instances: with no demand to go by, idle runners
 	// would be paid for until someone noticed. Runners finish their jobs
 	// first, and nothing is created until the queue can be read again.
-	// Default an hour.
+	// Default an hour; negative: never.
 	BlindLimit time.Duration
 	// StuckNew, StuckOff and RegisterTimeout bound how long a Droplet may stay
 	// "new", stay "off", or run without its runner registering before it is
@@ -154,8 +154,8 @@ type Reconciler struct {
 	// demandProblems are those of the last snapshot, logged when they appeared.
 	demandProblems map[string]bool
 	// unreadSince is when reading the job queue began to fail (zero while it
-	// works).
-	unreadSince time.Time
+	// works), unreadLast when it last failed.
+	unreadSince, unreadLast time.Time
 }
 
 // New returns a Reconciler.
@@ -228,6 +228,9 @@ type Report struct {
 	Requests int
 	// Problems are actions that failed; the next Step tries again.
 	Problems []error
+	// Blind: the job queue has been unreadable for BlindLimit, and the Step
+	// drained the fleet down to min_instances (it fails all the same).
+	Blind bool
 	// ShuttingDown is how many Droplets are being shut down gracefully,
 	// their runners unreachable; QueueProblems how many problems reading the
 	// job queue there were (demand.Snapshot.Problems).
@@ -285,13 +288,14 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		readsQueue = readsQueue || r.policy.Acceptance(settings[i]).ReadsQueue
 	}
 	var snap demand.Snapshot
-	// blind: the queue has been unreadable for BlindLimit; this Step drains
-	// the fleet down to min_instances, and still fails with blind.
-	var blind error
+	// unread: the queue cannot be read; once it has been unreadable for
+	// BlindLimit (rep.Blind), this Step drains the fleet down to
+	// min_instances, and still fails with unread.
+	var unread error
 	if readsQueue { // GitLab Runner's autoscalers never look at the queue
 		if snap, err = r.demand.Snapshot(ctx); err != nil {
-			if blind = r.unreadable(now, err); blind == nil {
-				return rep, fmt.Errorf("read the job queue from GitLab: %w", err)
+			if rep.Blind, unread = r.unreadable(now, err); !rep.Blind {
+				return rep, unread
 			}
 		} else {
 			r.unreadSince = time.Time{}
@@ -299,9 +303,8 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			rep.QueueProblems = len(snap.Problems)
 		}
 	}
-	obs := Observation{Droplets: map[int]RunnerStatus{}}
-	if blind == nil {
-		// Blind, the runners' state is unknown: GitLab tells it.
+	var obs Observation
+	if !rep.Blind { // blind, the runners' state is unknown: GitLab tells it
 		if obs, err = r.runners.Observe(ctx, snap, droplets); err != nil {
 			return rep, fmt.Errorf("observe runners: %w", err)
 		}
@@ -331,7 +334,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	var retiring []action
 	for _, d := range droplets {
 		pool := poolOf(d)
-		why := r.stuck(now, d, status[d.ID], blind == nil)
+		why := r.stuck(now, d, status[d.ID], !rep.Blind)
 		if _, ok := r.poolConfig(pool); !ok || why != "" {
 			if why == "" {
 				why = fmt.Sprintf("pool %q is no longer configured", pool)
@@ -371,10 +374,10 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 	}()
 	var decisions []policy.Decision
-	if blind == nil {
-		decisions, r.state = r.policy.Decide(ps, r.state)
-	} else {
+	if rep.Blind {
 		decisions = r.blindDecisions(ps)
+	} else {
+		decisions, r.state = r.policy.Decide(ps, r.state)
 	}
 	rep.Decisions = decisions
 
@@ -444,35 +447,45 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 			rep.ShuttingDown++
 		}
 	}
-	return rep, blind
+	return rep, unread
 }
 
-// unreadable notes that the job queue could not be read, and returns an
-// error once it has been unreadable for BlindLimit (nil before).
-func (r *Reconciler) unreadable(now time.Time, err error) error {
-	if r.unreadSince.IsZero() {
+// unreadGap is the longest time between two failed reads of the job queue
+// that counts as one outage: the clock starts again after a longer one
+// (the Steps between failed before reading, or shoal was stopped), since
+// nothing is known of the time between.
+const unreadGap = 5 * time.Minute
+
+// unreadable notes a failed read of the job queue and returns the Step's
+// error, and whether the queue has been unreadable for BlindLimit.
+func (r *Reconciler) unreadable(now time.Time, cause error) (blind bool, err error) {
+	if r.unreadSince.IsZero() || now.Sub(r.unreadLast) > unreadGap {
 		r.unreadSince = now
 	}
-	since := now.Sub(r.unreadSince)
-	if since < r.cfg.BlindLimit {
-		return nil
+	r.unreadLast = now
+	since, at := r.unreadSince.UTC().Format(time.TimeOnly), r.unreadSince.Add(r.cfg.BlindLimit).UTC().Format(time.TimeOnly)
+	switch {
+	case r.cfg.BlindLimit < 0:
+		return false, fmt.Errorf("read the job queue from GitLab (unreadable since %s UTC): %w", since, cause)
+	case now.Sub(r.unreadSince) < r.cfg.BlindLimit:
+		return false, fmt.Errorf("read the job queue from GitLab (unreadable since %s UTC; if it still is at %s, runners are drained down to min_instances): %w", since, at, cause)
 	}
-	return fmt.Errorf("read the job queue from GitLab: unreadable for %s, so runners are drained down to min_instances and nothing is created; fix shoal's access to GitLab (its URL, GITLAB_TOKEN) and it scales up again: %w",
-		since.Round(time.Second), err)
+	return true, fmt.Errorf("read the job queue from GitLab (unreadable since %s UTC, for longer than unreadable_limit %s): runners are drained down to min_instances and nothing is created; fix shoal's access to GitLab (its URL, GITLAB_TOKEN) and it scales up again: %w",
+		since, r.cfg.BlindLimit, cause)
 }
 
 // blindDecisions drain every pool down to min_instances, the queue being
-// unreadable: the oldest Droplets not yet draining stay.
+// unreadable: the oldest Droplets not yet draining (nor being shut down) stay.
 func (r *Reconciler) blindDecisions(ps policy.Snapshot) []policy.Decision {
 	var out []policy.Decision
 	for _, pp := range ps.Pools {
 		ds := slices.Clone(pp.Droplets)
-		slices.SortStableFunc(ds, func(a, b policy.Droplet) int {
+		slices.SortFunc(ds, func(a, b policy.Droplet) int {
 			return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 		})
 		keep := pp.Settings.MinInstances
 		for _, d := range ds {
-			if keep > 0 && !r.drained[d.ID] && !r.shuttingDown(d.ID) {
+			if keep > 0 && !r.drained[d.ID] && d.State != policy.Draining {
 				keep--
 				continue
 			}

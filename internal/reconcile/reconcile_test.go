@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -613,5 +615,85 @@ func TestDeleteOfAnIdleDropletNeverKillsAJobThatJustStarted(t *testing.T) {
 	assertAllJobsSucceeded(t, w)
 	if left := fleet(t, w); len(left) != 0 {
 		t.Fatalf("%d droplets left after the raced job ended", len(left))
+	}
+}
+
+// With GitLab's job queue unreadable for BlindLimit (an hour by default), a
+// Step drains each pool down to min_instances, keeping its oldest Droplets,
+// and creates nothing; the runners finish their jobs first. Before that,
+// nothing changes. A failure after a gap in the failures (Steps that failed
+// before reading, shoal stopped) starts the hour again. A read that works
+// ends it all.
+func TestUnreadableQueueDrainsDownToMinInstances(t *testing.T) {
+	var down atomic.Bool
+	pool := dockerPool(1, 50)
+	pool.MinInstances = 1
+	w := world(t, mustPolicy(t, "shoal", nil), sim.WorldOptions{Pools: []config.Pool{pool},
+		WrapGL: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+				if down.Load() {
+					http.Error(rw, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
+					return
+				}
+				h.ServeHTTP(rw, req)
+			})
+		}})
+	// Two Droplets, then two more a minute later, all running 3-hour jobs.
+	for range 2 {
+		if _, err := w.GL.CreatePipeline(w.ProjectID, jobs(2, 3*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		steps(t, w, 4)
+	}
+	steps(t, w, 8)
+	ds := fleet(t, w)
+	running := 0
+	for _, j := range w.GL.Jobs() {
+		if j.Status == glemu.StatusRunning {
+			running++
+		}
+	}
+	if len(ds) != 4 || running != 4 {
+		t.Fatalf("%d Droplets running %d jobs, want 4 and 4", len(ds), running)
+	}
+	oldest := slices.MinFunc(ds, func(a, b cloud.Droplet) int { return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID)) })
+
+	down.Store(true)
+	if _, err := w.Reconciler.Step(context.Background()); err == nil {
+		t.Fatal("a Step with GitLab refusing the token succeeded")
+	}
+	w.Clock.Advance(30 * time.Minute) // no Step gets as far as reading
+	restart := w.Clock.Now()
+	var blindAt time.Time
+	for w.Clock.Since(restart) < 2*time.Hour+30*time.Minute {
+		rep, err := w.Reconciler.Step(context.Background())
+		switch {
+		case err == nil:
+			t.Fatalf("a Step %s into the outage succeeded", w.Clock.Since(restart))
+		case len(rep.Created) > 0:
+			t.Fatalf("created %d Droplets %s into the outage", len(rep.Created), w.Clock.Since(restart))
+		case !rep.Blind && len(rep.Drained)+len(rep.Deleted) > 0:
+			t.Fatalf("drained %v and deleted %v %s into the outage, before the limit", rep.Drained, rep.Deleted, w.Clock.Since(restart))
+		case !rep.Blind && !strings.Contains(err.Error(), "if it still is at "+restart.Add(time.Hour).UTC().Format(time.TimeOnly)):
+			t.Fatalf("before the limit the Step failed with %q; want it to say when the drain begins, an hour after the gap", err)
+		case rep.Blind && blindAt.IsZero():
+			blindAt = w.Clock.Now()
+			if !strings.Contains(err.Error(), "drained down to min_instances") {
+				t.Errorf("the first blind Step failed with %q; want it to say what it does", err)
+			}
+		}
+		w.Clock.Advance(interval)
+	}
+	if late := blindAt.Sub(restart); blindAt.IsZero() || late < time.Hour || late > time.Hour+interval {
+		t.Fatalf("drained down %s after the failures began again, want an hour", late)
+	}
+	assertAllJobsSucceeded(t, w)
+	if left := fleet(t, w); len(left) != 1 || left[0].ID != oldest.ID {
+		t.Errorf("left %d Droplets (%v), want the oldest alone (%d)", len(left), left, oldest.ID)
+	}
+
+	down.Store(false)
+	if rep, err := w.Reconciler.Step(context.Background()); err != nil || rep.Blind {
+		t.Errorf("with GitLab back: %v, blind %v", err, rep.Blind)
 	}
 }

@@ -251,14 +251,16 @@ func TestDrainCountsTheJobContainersOnTheDroplet(t *testing.T) {
 	}
 
 	// Its jobs have ended, yet the runner does not exit: stuck once no job
-	// has run for GiveUpAfter, not before.
+	// has run for GiveUpAfter, not before (GitLab read at each reconcile).
 	d.setContainers()
 	for minute := 0; minute < 10; minute++ {
+		f.register(t)
 		if n, err := f.drain(); err != nil || n < 1 {
 			t.Fatalf("minute %d without a job container: %d, %v; want busy until 10 minutes have passed", minute, n, err)
 		}
 		f.clk.Advance(time.Minute)
 	}
+	f.register(t)
 	if n, err := f.drain(); err != nil || n != 0 {
 		t.Errorf("a runner alive 10 minutes with no job container and no job listed: %d, %v; want 0 (stuck)", n, err)
 	}
@@ -267,25 +269,36 @@ func TestDrainCountsTheJobContainersOnTheDroplet(t *testing.T) {
 // A runner that has exited runs no job, but GitLab may still list one it is
 // closing: the drain waits for GitLab. Not for ever: a list GitLab has not
 // refreshed for GiveUpAfter (GitLab down, or refusing shoal's token) is
-// stale, and the runner's own word counts, until GitLab is read again.
-func TestDrainTrustsTheRunnerOverAStaleGitLab(t *testing.T) {
+// stale, and an exited runner is drained, until GitLab is read again. A
+// live runner with a stale list stays busy, container or not: it may have
+// taken a job since, still pulling its image.
+func TestDrainWithAStaleGitLab(t *testing.T) {
 	hostKey, shoalKey := keys(t)
 	d := newDroplet(t, hostKey.Signer(), shoalKey.PublicKey())
 	f := newFixture(t, dialTo(d.addr), hostKey, shoalKey)
 	f.register(t, 7) // GitLab's last word: job 7 runs there
+
+	d.setUnit("loaded", "deactivating")
+	d.setContainers()
+	for minute := 0; minute <= 30; minute++ {
+		if n, err := f.drain(); err != nil || n != 1 {
+			t.Fatalf("minute %d, the runner alive with no container, GitLab unread: %d, %v; want 1", minute, n, err)
+		}
+		f.clk.Advance(time.Minute)
+	}
 	d.setUnit("loaded", "inactive")
+	if n, err := f.drain(); err != nil || n != 0 {
+		t.Errorf("GitLab unread for 30 minutes, the runner exited: %d, %v; want 0", n, err)
+	}
+	f.register(t, 7)
 	for minute := 0; minute < 10; minute++ {
 		if n, err := f.drain(); err != nil || n != 1 {
-			t.Fatalf("minute %d after GitLab listed job 7 on the exited runner: %d, %v; want 1", minute, n, err)
+			t.Fatalf("minute %d after GitLab listed job 7 on the exited runner again: %d, %v; want 1", minute, n, err)
 		}
 		f.clk.Advance(time.Minute)
 	}
 	if n, err := f.drain(); err != nil || n != 0 {
-		t.Errorf("GitLab unread for 10 minutes, the runner exited: %d, %v; want 0", n, err)
-	}
-	f.register(t, 7)
-	if n, err := f.drain(); err != nil || n != 1 {
-		t.Errorf("GitLab read again, still listing job 7: %d, %v; want 1", n, err)
+		t.Errorf("GitLab unread for 10 minutes since, the runner exited: %d, %v; want 0", n, err)
 	}
 }
 

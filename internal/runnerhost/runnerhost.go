@@ -143,7 +143,9 @@ type Config struct {
 	// reconcile.ErrUnreachable, and the reconciler shuts it down gracefully.
 	// A runner that has not exited that long after its drain, with no job
 	// container running on its Droplet and no job listed in GitLab all that
-	// time, is stuck, and counts as drained.
+	// time, is stuck, and counts as drained. GitLab not listing the runner
+	// for that long makes its list stale: an exited runner then counts as
+	// drained at once, and a live one as busy until it exits.
 	GiveUpAfter time.Duration
 	// AdoptWithin bounds how long the runners found at start may take, all
 	// together, to say whether they still run (default 2 minutes): when SSH
@@ -377,7 +379,9 @@ func (h *Hosts) stopped(ctx context.Context, ds []cloud.Droplet) map[int]bool {
 // A drain failing for GiveUpAfter fails with reconcile.ErrUnreachable; a
 // runner alive GiveUpAfter after its drain, with neither a job container nor
 // a job in GitLab all that time, is stuck and counts as drained. Nothing else
-// counts an unanswered runner as drained.
+// counts an unanswered runner as drained. When GitLab has not listed the
+// runner for GiveUpAfter (GitLab down, or refusing shoal), its list is
+// stale: an exited runner is drained, and a live one busy.
 func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 	h.mu.Lock()
 	hs := h.seen[d.ID]
@@ -388,11 +392,10 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		h.seen[d.ID] = hs
 	}
 	registered, running := hs.registered, len(hs.running)
-	if h.cfg.Clock.Since(hs.lookedAt) >= h.cfg.GiveUpAfter {
-		// GitLab has not been read for long (it is down, or refuses shoal):
-		// its jobs are stale, and the runner's own word counts.
-		running = 0
-	}
+	// GitLab has not listed the runner for long (it is down, or refuses
+	// shoal): what it last said runs there is stale, and jobs taken since
+	// are unknown.
+	stale := registered && h.cfg.Clock.Since(hs.lookedAt) >= h.cfg.GiveUpAfter
 	h.mu.Unlock()
 	out, err := h.run(ctx, d, drainCommand)
 	now := h.cfg.Clock.Now()
@@ -427,13 +430,21 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		return max(running, st.jobs, 1), fmt.Errorf("drain runner on %s: there is no loaded %s on it (LoadState=%q): shoal's runners need the cloud-init shoal writes; delete the Droplet by hand once its jobs are done", d.Name, ServiceName, st.load)
 	}
 	if st.exited() {
-		// Exited: GitLab may still list a job it is closing; wait for that.
+		// Exited: GitLab may still list a job it is closing; wait for that,
+		// unless GitLab's list is stale: the runner exits only once its jobs
+		// are done.
 		hs.idle.end()
+		if stale {
+			return 0, nil
+		}
 		return running, nil
 	}
 	// activating, active, deactivating, reloading: the runner has not exited.
 	busy := max(running, st.jobs, 1)
-	if running > 0 || !st.known || st.jobs > 0 {
+	// With GitLab's list stale, a live runner may be about to start a job
+	// it took since (pulling its image, no container yet): it is busy
+	// until it exits.
+	if running > 0 || !st.known || st.jobs > 0 || stale {
 		hs.idle.end()
 		if !st.known && running == 0 && !hs.warned && now.Sub(hs.drainedAt) >= h.cfg.GiveUpAfter {
 			hs.warned = true

@@ -350,14 +350,17 @@ func TestObserveAndDrain(t *testing.T) {
 		t.Error("a is not reported draining after a drain")
 	}
 	// A runner that does not exit though neither GitLab nor Docker lists a
-	// job on it counts as drained once that has lasted GiveUpAfter.
+	// job on it counts as drained once that has lasted GiveUpAfter (GitLab
+	// read at each reconcile, as the daemon does).
 	for i := range 4 {
 		clk.Advance(2 * time.Minute)
+		_, _ = hosts.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a, b})
 		if n, err := hosts.Drain(ctx, a); err != nil || n != 1 {
 			t.Errorf("drain of a runner exiting with no job for %d minutes = %d, %v: want 1", 2*(i+1), n, err)
 		}
 	}
 	clk.Advance(2 * time.Minute)
+	_, _ = hosts.Observe(ctx, snap(nil, a.Name), []cloud.Droplet{a, b})
 	if n, err := hosts.Drain(ctx, a); err != nil || n != 0 {
 		t.Errorf("drain of a runner stuck exiting for 10 minutes with no job = %d, %v: want 0", n, err)
 	}

@@ -43,9 +43,10 @@ type WorldOptions struct {
 	Faults                               doemu.Faults
 	// RequestsPerMinute and RequestsPerHour are shoal's budget (default 80 % of DigitalOcean's).
 	RequestsPerMinute, RequestsPerHour int
-	// WrapDO wraps the DigitalOcean emulator's handler, e.g. with a contract validator.
-	WrapDO func(http.Handler) http.Handler
-	Logger *slog.Logger
+	// WrapDO wraps the DigitalOcean emulator's handler, e.g. with a contract
+	// validator; WrapGL the GitLab emulator's API, e.g. to fail it.
+	WrapDO, WrapGL func(http.Handler) http.Handler
+	Logger         *slog.Logger
 }
 
 // World is the wired-up system, driven on a virtual clock.
@@ -129,8 +130,12 @@ func NewWorld(o WorldOptions) (*World, error) {
 		return nil, err
 	}
 
+	glTransport := w.GL.Transport()
+	if o.WrapGL != nil {
+		glTransport = inproc.Transport(o.WrapGL(w.GL))
+	}
 	gl, err := gitlab.NewClient(glToken, gitlab.WithBaseURL("http://gitlab.sim/api/v4"),
-		gitlab.WithHTTPClient(&http.Client{Transport: w.GL.Transport()}), gitlab.WithoutRetries())
+		gitlab.WithHTTPClient(&http.Client{Transport: glTransport}), gitlab.WithoutRetries())
 	if err != nil {
 		return nil, fmt.Errorf("GitLab client: %w", err)
 	}
