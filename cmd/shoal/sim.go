@@ -192,7 +192,7 @@ func writeJobs(path string, jobs []sim.JobWait) error {
 	for _, j := range jobs {
 		queued, wait := "", ""
 		if j.BecamePending {
-			queued = strconv.FormatFloat(j.Queued.Seconds(), 'f', 1, 64)
+			queued = strconv.FormatFloat(j.Queued.Seconds(), 'f', 3, 64)
 		}
 		if j.Started {
 			wait = strconv.FormatFloat(j.Wait.Seconds(), 'f', 3, 64)

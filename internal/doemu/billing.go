@@ -1,6 +1,8 @@
 package doemu
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/shoalci/shoal/internal/config"
@@ -91,8 +93,10 @@ func (s *Server) BilledUSD(at time.Time) float64 {
 	l := &s.ledger
 	var total float64
 	if !at.Before(l.lastEnd) { // every deleted Droplet is wholly before at
+		// In creation order, so that the float sum is the same every time.
+		open := slices.Sorted(maps.Values(l.open))
 		total = l.closedUSD
-		for _, i := range l.open {
+		for _, i := range open {
 			total += cost(l.model, l.charges[i], time.Time{}, at)
 		}
 		return total

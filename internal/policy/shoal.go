@@ -45,7 +45,7 @@ var shoalEntry = Entry{
 		{"hour_margin", "hourly billing: release an idle Droplet this many seconds before its paid hour ends", 1},
 	}, settingParams...),
 	Grid: func() []Params {
-		return grid([]string{"warm"}, [][]float64{{0, 0.25, 0.5, 1}})
+		return grid([]string{"warm"}, [][]float64{{0, 0.25, 1, 2}}) // the default, 0.5, is the first run
 	},
 	new: func(p Params) Policy { return &Shoal{params: p} },
 }

@@ -159,6 +159,11 @@ func Findings(rs []Result) []string {
 	v := Judge(rs)
 	s := rs[0]
 	out := []string{fmt.Sprintf("shoal (defaults): p95 wait %.1f s, cost $%.2f (%.2f× the lower bound $%.2f).", s.WaitS.P95, s.CostUSD, s.CostRatio, s.LowerBoundUSD)}
+	if s.UnfinishedJobs > 0 {
+		// Its waits are lower bounds and its cost is that of less work: no
+		// comparison would be fair.
+		return append(out, fmt.Sprintf("shoal left %d of %d jobs unfinished, so it is not compared: raise max_instances, or look for errors above.", s.UnfinishedJobs, s.Jobs))
+	}
 	if len(v.Beaten) == 0 {
 		out = append(out, "No baseline setting beats shoal on both p95 wait and cost.")
 	} else {

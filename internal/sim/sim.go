@@ -45,9 +45,15 @@ type Options struct {
 type Stats struct {
 	P50  float64 `json:"p50"`
 	P95  float64 `json:"p95"`
-	P99  float64 `json:"p99,omitempty"`
-	Max  float64 `json:"max,omitempty"`
-	Mean float64 `json:"mean,omitempty"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Quantiles are a distribution's median and 95th percentile.
+type Quantiles struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
 }
 
 // Result is what a simulation measured.
@@ -62,15 +68,15 @@ type Result struct {
 	// counts the jobs that waited at least that long, as long as a Droplet
 	// made for them would take (found no slot ready or nearly so), those
 	// still waiting when the run ended included.
-	ColdStartS          float64 `json:"cold_start_s"`
-	JobsWaitedColdStart int     `json:"jobs_waited_cold_start"`
-	PipelineSlowdown    Stats   `json:"pipeline_slowdown"`
-	CostUSD             float64 `json:"cost_usd"`
-	LowerBoundUSD       float64 `json:"lower_bound_usd"`
-	CostRatio           float64 `json:"cost_ratio"`
-	DropletsCreated     int     `json:"droplets_created"`
-	PeakDroplets        int     `json:"peak_droplets"`
-	DropletHours        float64 `json:"droplet_hours"`
+	ColdStartS          float64   `json:"cold_start_s"`
+	JobsWaitedColdStart int       `json:"jobs_waited_cold_start"`
+	PipelineSlowdown    Quantiles `json:"pipeline_slowdown"`
+	CostUSD             float64   `json:"cost_usd"`
+	LowerBoundUSD       float64   `json:"lower_bound_usd"`
+	CostRatio           float64   `json:"cost_ratio"`
+	DropletsCreated     int       `json:"droplets_created"`
+	PeakDroplets        int       `json:"peak_droplets"`
+	DropletHours        float64   `json:"droplet_hours"`
 	// BootHours are Droplet-hours before the runner registered; JobHours are
 	// the finished jobs' run time. With one job per Droplet, the rest of
 	// DropletHours is idle.
@@ -316,22 +322,27 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 	jobs := w.GL.Jobs()
 	byID := make(map[int64]glemu.JobInfo, len(jobs))
 	end := w.Clock.Now()
+	// Every job that became pending has a wait: one still pending at the end
+	// waited until then, so with unfinished jobs the figures are lower bounds.
 	var waits []float64
 	var jobTime time.Duration
+	finished := 0
 	for _, j := range jobs {
 		byID[j.ID] = j
-		if wait, ok := waited(j, end); ok && wait >= w.ColdStart {
-			res.JobsWaitedColdStart++
+		if wait, ok := waited(j, end); ok {
+			waits = append(waits, wait.Seconds())
+			if wait >= w.ColdStart {
+				res.JobsWaitedColdStart++
+			}
 		}
-		if j.Status != glemu.StatusSuccess {
-			continue
+		if j.Status == glemu.StatusSuccess {
+			finished++
+			jobTime += j.Duration
 		}
-		waits = append(waits, j.Wait().Seconds())
-		jobTime += j.Duration
 	}
 	res.ColdStartS = w.ColdStart.Seconds()
-	res.UnfinishedJobs = res.Jobs - len(waits)
-	res.WaitS = summarize(waits, true)
+	res.UnfinishedJobs = res.Jobs - finished
+	res.WaitS = summarize(waits)
 
 	var slow []float64
 	for i, p := range o.Trace.Pipelines {
@@ -352,7 +363,8 @@ func measure(w *World, o Options, refs []glemu.PipelineRef, start time.Time) Res
 			slow = append(slow, last.Sub(start.Add(p.CreatedAt)).Seconds()/p.ZeroWaitMakespan().Seconds())
 		}
 	}
-	res.PipelineSlowdown = summarize(slow, false)
+	sl := summarize(slow)
+	res.PipelineSlowdown = Quantiles{P50: sl.P50, P95: sl.P95}
 	if o.KeepJobs {
 		res.JobWaits = jobWaits(o.Trace, refs, byID, start, end)
 	}
@@ -431,36 +443,38 @@ func jobWaits(t *trace.Trace, refs []glemu.PipelineRef, byID map[int64]glemu.Job
 	return out
 }
 
-// lowerBound prices every job-second on its pool's Droplets packed perfectly:
-// no idle, no boot.
+// lowerBound prices every job-second on Droplets packed perfectly, no idle,
+// no boot, of the cheapest pool (per job slot) that can take it.
 func lowerBound(t *trace.Trace, c *config.Config) float64 {
 	var usd float64
 	for _, p := range t.Pipelines {
 		for _, stage := range p.Stages {
 			for _, j := range stage {
-				pool, ok := poolFor(c.Pools, j.Tags)
-				if !ok {
-					continue
+				if perSlot, ok := cheapestSlot(c.Pools, j.Tags); ok {
+					usd += j.Duration.Hours() * perSlot
 				}
-				usd += j.Duration.Hours() * doemu.HourlyPrice(pool.Size) / float64(max(pool.CapacityPerInstance, 1))
 			}
 		}
 	}
 	return usd
 }
 
-// poolFor is the most specific pool whose runners can take a job with jobTags.
-func poolFor(pools []config.Pool, jobTags []string) (config.Pool, bool) {
-	best, found := config.Pool{}, false
+// cheapestSlot is the lowest hourly price of one job slot among the pools
+// whose runners can take a job with jobTags.
+func cheapestSlot(pools []config.Pool, jobTags []string) (float64, bool) {
+	best, found := 0.0, false
 	for _, p := range pools {
-		if p.Takes(jobTags) && (!found || len(p.Tags) < len(best.Tags)) {
-			best, found = p, true
+		if !p.Takes(jobTags) {
+			continue
+		}
+		if price := doemu.HourlyPrice(p.Size) / float64(max(p.CapacityPerInstance, 1)); !found || price < best {
+			best, found = price, true
 		}
 	}
 	return best, found
 }
 
-func summarize(xs []float64, full bool) Stats {
+func summarize(xs []float64) Stats {
 	if len(xs) == 0 {
 		return Stats{}
 	}
@@ -469,15 +483,11 @@ func summarize(xs []float64, full bool) Stats {
 		i := int(math.Ceil(p*float64(len(xs)))) - 1
 		return round(xs[max(0, min(i, len(xs)-1))], 3)
 	}
-	s := Stats{P50: q(0.50), P95: q(0.95)}
-	if full {
-		var sum float64
-		for _, x := range xs {
-			sum += x
-		}
-		s.P99, s.Max, s.Mean = q(0.99), round(xs[len(xs)-1], 3), round(sum/float64(len(xs)), 3)
+	var sum float64
+	for _, x := range xs {
+		sum += x
 	}
-	return s
+	return Stats{P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: round(xs[len(xs)-1], 3), Mean: round(sum/float64(len(xs)), 3)}
 }
 
 func round(x float64, places int) float64 {

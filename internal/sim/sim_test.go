@@ -221,6 +221,53 @@ func TestAJobThatNeverStarts(t *testing.T) {
 	if !stuck.BecamePending || stuck.Started || stuck.Finished || stuck.Wait < 5*time.Hour {
 		t.Fatalf("the job no pool takes: %+v, want pending, never started, waiting until the run stopped", stuck)
 	}
+	// Its wait counts: the figures are at least what was measured.
+	if res.WaitS.Max < stuck.Wait.Seconds()-0.001 || res.WaitS.Mean < stuck.Wait.Seconds()/2-0.001 {
+		t.Errorf("wait figures %+v leave out the job still pending after %s", res.WaitS, stuck.Wait)
+	}
+	// And shoal's own run, unfinished, is not judged against the others.
+	rs := []sim.Result{res, {Policy: "docker-machine", Jobs: 2, WaitS: sim.Stats{P95: 1e6}, CostUSD: 1e6}}
+	if got := strings.Join(sim.Findings(rs), "\n"); !strings.Contains(got, "left 1 of 2 jobs unfinished, so it is not compared") || strings.Contains(got, "beats shoal") {
+		t.Errorf("findings of an unfinished shoal run:\n%s", got)
+	}
+}
+
+// The lower bound prices each job on the cheapest job slot of the pools that
+// can take it, whichever is listed first or has the fewest tags.
+func TestLowerBoundTakesTheCheapestSlot(t *testing.T) {
+	tr := parseTrace(t, "docker", `job_id,pipeline_id,stage,pipeline_created_s,duration_s,tags
+1,1,0,60.0,3600.0,docker
+`)
+	tests := []struct {
+		name, pools string
+		want        float64 // $ for the job's hour
+	}{
+		{"one slot a Droplet", `[[pool]]
+name = "big"
+tags = ["docker"]
+size = "s-8vcpu-16gb"
+[[pool]]
+name = "docker"
+tags = ["docker"]
+`, 0.03571},
+		{"eight slots a Droplet", `[[pool]]
+name = "docker"
+tags = ["docker"]
+[[pool]]
+name = "wide"
+tags = ["docker", "large"]
+size = "s-8vcpu-16gb"
+capacity_per_instance = 8
+`, 0.14286 / 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runWith(t, "static", policy.Params{"instances": 1}, sim.Options{Trace: tr, Config: parseConfig(t, tc.pools), Seed: 1})
+			if math.Abs(res.LowerBoundUSD-tc.want) > 1e-4 {
+				t.Errorf("lower bound $%.5f, want $%.5f", res.LowerBoundUSD, tc.want)
+			}
+		})
+	}
 }
 
 // daySeries is a day of samples a minute from Monday 00:00 with a queue of
