@@ -84,7 +84,7 @@ func TestSimCommand(t *testing.T) {
 	}
 	// Job 2 (stage 1) becomes pending when job 1 ends: 60 s + job 1's wait + 120 s.
 	var wait1, queued2 float64
-	for i, want := range []string{"1,1,0,docker,60.0,", "2,1,1,docker,", "3,2,0,docker;large,600.0,"} {
+	for i, want := range []string{"1,1,0,docker,60.000,", "2,1,1,docker,", "3,2,0,docker;large,600.000,"} {
 		if !strings.HasPrefix(rows[i+1], want) || !strings.HasSuffix(rows[i+1], ",true") {
 			t.Errorf("row %d = %q, want %q… finished", i+1, rows[i+1], want)
 		}
@@ -95,7 +95,7 @@ func TestSimCommand(t *testing.T) {
 	if _, err := fmt.Sscanf(strings.Split(rows[2], ",")[4], "%g", &queued2); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(queued2-(60+wait1+120)) > 0.1 {
+	if math.Abs(queued2-(60+wait1+120)) > 0.01 {
 		t.Errorf("job 2 queued at %.1f s, want 60 + %.1f (job 1's wait) + 120", queued2, wait1)
 	}
 }
