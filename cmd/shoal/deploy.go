@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/user"
@@ -170,9 +169,7 @@ See docs/deploy.md for the x-shoal keys and for deploying from GitLab CI.`,
 				for _, w := range auth.Warnings {
 					d.Progress.Warn("%s", w)
 				}
-				if d.RegistryAuth, err = auth.Encoded(); err != nil {
-					return fmt.Errorf("registry credential: %w", err)
-				}
+				d.Registry = auth
 			}
 			_, err = d.Deploy(cmd.Context(), deploy.Options{
 				Stack: st, Version: version, Reason: reason, LockWait: lockWait, LockTTL: lockTTL,

@@ -45,9 +45,10 @@ type Deployer struct {
 	Host string
 	// Performer is who deploys (GitLab user, or user@machine); recorded in labels and the lock.
 	Performer string
-	// RegistryAuth is the X-Registry-Auth value sent with service creates and
-	// updates so the nodes can pull private images; empty for public images.
-	RegistryAuth string
+	// Registry is the credential sent with the creates and updates of the
+	// services whose images are on its registry, so that the nodes can pull
+	// them; nil for public images.
+	Registry *RegistryAuth
 	// PollInterval is how often rollout state is read (default 500ms).
 	PollInterval time.Duration
 }
@@ -351,7 +352,10 @@ func (d *Deployer) Plan(ctx context.Context, st *stack.Stack, force bool) (*Plan
 		}
 		plan.Changes = append(plan.Changes, c)
 	}
-	for name := range cur {
+	for name, s := range cur {
+		if _, job := s.Spec.Labels[LabelRelease]; job {
+			continue // a release task's, not the stack's: see releasesDone
+		}
 		if _, ok := st.Service(strings.TrimPrefix(name, st.Name+"_")); !ok {
 			plan.Orphans = append(plan.Orphans, name)
 		}

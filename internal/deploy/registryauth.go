@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
 )
@@ -24,6 +25,33 @@ func (a *RegistryAuth) Encoded() (string, error) {
 		return "", nil
 	}
 	return authconfig.Encode(a.Config)
+}
+
+// For is the X-Registry-Auth value for pulling image: the credential when
+// image is on its registry, else empty. Docker's daemon hands the credential
+// it is sent to whatever registry the image is on, so a GitLab deploy token
+// sent with nginx's image would go to Docker Hub (which refuses the pull).
+func (a *RegistryAuth) For(image string) (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil || reference.Domain(ref) != registryDomain(a.Config.ServerAddress) {
+		return "", nil // an image Docker cannot parse fails its pull anyway
+	}
+	return a.Encoded()
+}
+
+// registryDomain is a credential's server address as image references name
+// it: no scheme or path, and Docker Hub's aliases (and "") as docker.io.
+func registryDomain(server string) string {
+	server = strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
+	server, _, _ = strings.Cut(server, "/")
+	switch server {
+	case "", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		return "docker.io"
+	}
+	return server
 }
 
 // RegistryAuthFromEnv reads GitLab CI's registry variables. A deploy token
@@ -75,6 +103,9 @@ func RegistryAuthFromFile(path, server string) (*RegistryAuth, error) {
 	if probe.Auths == nil {
 		if probe.Username == "" && probe.IdentityToken == "" {
 			return nil, fmt.Errorf("registry auth file %s: no username: want {\"username\", \"password\", \"serveraddress\"} or a Docker config.json", path)
+		}
+		if probe.ServerAddress == "" {
+			probe.ServerAddress = server // the registry of the stack's images
 		}
 		return &RegistryAuth{Config: probe.AuthConfig}, nil
 	}

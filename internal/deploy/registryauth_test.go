@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/moby/moby/api/pkg/authconfig"
+	"github.com/moby/moby/api/types/registry"
 
 	"github.com/shoalci/shoal/internal/deploy"
 )
@@ -82,5 +83,53 @@ func TestRegistryAuthFromFile(t *testing.T) {
 		if err != nil || a.Config.Username != tt.wantUser {
 			t.Errorf("%s: got %+v, %v; want user %s", filepath.Base(tt.path), a, err, tt.wantUser)
 		}
+	}
+}
+
+// The credential goes only with images of its own registry: Docker's daemon
+// would hand it to any other (Docker Hub for nginx).
+func TestRegistryAuthGoesOnlyToItsRegistry(t *testing.T) {
+	auth := func(server string) *deploy.RegistryAuth {
+		return &deploy.RegistryAuth{Config: registry.AuthConfig{Username: "gitlab+deploy-token-1", Password: "gldt-y", ServerAddress: server}}
+	}
+	tests := []struct {
+		server, image string
+		sent          bool
+	}{
+		{"registry.gitlab.com", "registry.gitlab.com/acme/shop/web:1.2", true},
+		{"https://registry.gitlab.com/", "registry.gitlab.com/acme/shop/web@sha256:" + strings.Repeat("a", 64), true},
+		{"registry.gitlab.com", "nginx:1.27", false},
+		{"registry.gitlab.com", "docker.io/library/traefik:v3", false},
+		{"registry.gitlab.com", "registry.gitlab.com.evil.example/x:1", false},
+		{"gitlab.example.com:5050", "gitlab.example.com:5050/acme/web:1", true},
+		{"gitlab.example.com:5050", "gitlab.example.com/acme/web:1", false},
+		{"https://index.docker.io/v1/", "acme/private:1", true},
+		{"", "acme/private:1", true},
+		{"", "registry.gitlab.com/acme/web:1", false},
+		{"registry.gitlab.com", "Not A Reference", false},
+	}
+	for _, tt := range tests {
+		got, err := auth(tt.server).For(tt.image)
+		if err != nil || (got != "") != tt.sent {
+			t.Errorf("credential for %q with image %q: %q, %v; want sent %v", tt.server, tt.image, got, err, tt.sent)
+		}
+	}
+	if got, err := (*deploy.RegistryAuth)(nil).For("nginx"); got != "" || err != nil {
+		t.Errorf("no credential: %q, %v", got, err)
+	}
+	// A credential file that names no registry is for the stack's.
+	plain := filepath.Join(t.TempDir(), "plain.json")
+	if err := os.WriteFile(plain, []byte(`{"username":"u","password":"p"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := deploy.RegistryAuthFromFile(plain, "registry.gitlab.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own, _ := a.For("registry.gitlab.com/acme/web:1"); own == "" {
+		t.Error("a credential file without serveraddress was not sent with the stack's own registry's image")
+	}
+	if hub, _ := a.For("nginx"); hub != "" {
+		t.Error("a credential file without serveraddress was sent with nginx's image")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,23 +56,33 @@ func releaseSpec(st *stack.Stack, i int, rt stack.ReleaseTask, suffix string) (s
 	return spec, nil
 }
 
-// runRelease runs one release task to completion, streaming its logs.
+// runRelease runs one release task to completion, streaming its logs. One
+// that outlives its timeout, or shoal, is left to finish: a migration cut
+// off half way can leave the database worse off than either version expects.
 func (d *Deployer) runRelease(ctx context.Context, st *stack.Stack, i int, rt stack.ReleaseTask) error {
 	p := d.progress()
 	cmd := strings.Join(rt.Command, " ")
+	if err := d.releasesDone(ctx, st.Name); err != nil {
+		return fmt.Errorf("release task %q: %w", cmd, err)
+	}
 	spec, err := releaseSpec(st, i, rt, fmt.Sprint(d.clock().Now().Unix()))
 	if err != nil {
 		return err
 	}
 	p.Info("release %d: %s (image %s)", i+1, cmd, spec.TaskTemplate.ContainerSpec.Image)
-	res, err := d.Docker.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: d.RegistryAuth, QueryRegistry: true})
+	auth, err := d.Registry.For(spec.TaskTemplate.ContainerSpec.Image)
+	if err != nil {
+		return fmt.Errorf("release task %q: registry credential: %w", cmd, err)
+	}
+	res, err := d.Docker.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: auth, QueryRegistry: true})
 	if err != nil {
 		return fmt.Errorf("release task %q: create job: %w", cmd, err)
 	}
+	running := false // left running: not removed
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_, _ = d.Docker.ServiceRemove(rctx, res.ID, client.ServiceRemoveOptions{})
+		if !running {
+			d.removeJob(ctx, res.ID)
+		}
 	}()
 
 	timeout := time.Duration(rt.Timeout)
@@ -103,7 +114,8 @@ func (d *Deployer) runRelease(ctx context.Context, st *stack.Stack, i int, rt st
 	stopLogs()
 	wg.Wait()
 	if err != nil {
-		return fmt.Errorf("release task %q: %w", cmd, err)
+		running = true
+		return fmt.Errorf("release task %q: %w; it is left to finish, as service %s (follow it: docker service logs -f %s; the next deploy waits for it)", cmd, err, spec.Name, spec.Name)
 	}
 	if task.Status.State != swarm.TaskStateComplete {
 		exit := ""
@@ -121,6 +133,45 @@ func (d *Deployer) runRelease(ctx context.Context, st *stack.Stack, i int, rt st
 	return nil
 }
 
+// removeJob removes a release job service, even when ctx has ended.
+func (d *Deployer) removeJob(ctx context.Context, id string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, _ = d.Docker.ServiceRemove(rctx, id, client.ServiceRemoveOptions{})
+}
+
+// releasesDone fails while a release task of an earlier deploy of the stack
+// still runs (one left past its timeout, or when shoal stopped): two
+// migrations must not run at once. It removes those that have ended.
+func (d *Deployer) releasesDone(ctx context.Context, stackName string) error {
+	jobs, err := d.Docker.ServiceList(ctx, client.ServiceListOptions{Filters: make(client.Filters).
+		Add("label", LabelRelease).Add("label", stack.LabelNamespace+"="+stackName)})
+	if err != nil {
+		return fmt.Errorf("list earlier release tasks: %w", err)
+	}
+	for _, job := range jobs.Items {
+		tasks, err := d.Docker.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", job.ID)})
+		if err != nil {
+			return fmt.Errorf("list the tasks of %s: %w", job.Spec.Name, err)
+		}
+		if slices.ContainsFunc(tasks.Items, func(t swarm.Task) bool { return !ended(t.Status.State) }) {
+			return fmt.Errorf("the release task %s of an earlier deploy is still running; wait for it (docker service logs -f %s), or stop it (docker service rm %s), then deploy again",
+				job.Spec.Name, job.Spec.Name, job.Spec.Name)
+		}
+		d.removeJob(ctx, job.ID)
+	}
+	return nil
+}
+
+// ended: a task in this state runs no more.
+func ended(s swarm.TaskState) bool {
+	switch s {
+	case swarm.TaskStateComplete, swarm.TaskStateFailed, swarm.TaskStateRejected, swarm.TaskStateShutdown, swarm.TaskStateOrphaned:
+		return true
+	}
+	return false
+}
+
 // waitJob waits for the job's task to finish and returns it.
 func (d *Deployer) waitJob(ctx context.Context, id string, timeout time.Duration) (swarm.Task, error) {
 	deadline := d.clock().Now().Add(timeout)
@@ -130,8 +181,7 @@ func (d *Deployer) waitJob(ctx context.Context, id string, timeout time.Duration
 			return swarm.Task{}, err
 		}
 		for _, t := range tasks.Items {
-			switch t.Status.State {
-			case swarm.TaskStateComplete, swarm.TaskStateFailed, swarm.TaskStateRejected, swarm.TaskStateShutdown, swarm.TaskStateOrphaned:
+			if ended(t.Status.State) {
 				return t, nil
 			}
 		}

@@ -53,12 +53,15 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 		i++
 		spec := d.withRecord(c.Service.Spec, c.specHash, o.Version, deployID)
 		var warnings []string
-		var err error
-		if c.Action == ActionCreate {
+		auth, err := d.Registry.For(spec.TaskTemplate.ContainerSpec.Image)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("registry credential: %w", err)
+		case c.Action == ActionCreate:
 			var res client.ServiceCreateResult
-			res, err = d.Docker.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: d.RegistryAuth, QueryRegistry: true})
+			res, err = d.Docker.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: auth, QueryRegistry: true})
 			t.id, t.created, warnings = res.ID, true, res.Warnings
-		} else {
+		default:
 			if o.Force {
 				spec.TaskTemplate.ForceUpdate = c.Current.Spec.TaskTemplate.ForceUpdate + 1
 			}
@@ -68,7 +71,7 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 			}
 			var res client.ServiceUpdateResult
 			res, err = d.Docker.ServiceUpdate(ctx, c.Current.ID, client.ServiceUpdateOptions{
-				Version: c.Current.Version, Spec: spec, EncodedRegistryAuth: d.RegistryAuth, QueryRegistry: true,
+				Version: c.Current.Version, Spec: spec, EncodedRegistryAuth: auth, QueryRegistry: true,
 			})
 			warnings = res.Warnings
 		}
@@ -437,8 +440,12 @@ func (d *Deployer) rollbackService(ctx context.Context, svc swarm.Service) error
 	if svc.PreviousSpec == nil {
 		return errors.New("no previous spec to roll back to")
 	}
-	_, err := d.Docker.ServiceUpdate(ctx, svc.ID, client.ServiceUpdateOptions{
-		Version: svc.Version, Spec: svc.Spec, Rollback: "previous", EncodedRegistryAuth: d.RegistryAuth,
+	auth, err := d.Registry.For(svc.PreviousSpec.TaskTemplate.ContainerSpec.Image)
+	if err != nil {
+		return fmt.Errorf("registry credential: %w", err)
+	}
+	_, err = d.Docker.ServiceUpdate(ctx, svc.ID, client.ServiceUpdateOptions{
+		Version: svc.Version, Spec: svc.Spec, Rollback: "previous", EncodedRegistryAuth: auth,
 	})
 	return err
 }

@@ -4,7 +4,7 @@
 //
 //	/app                serve on :8000; GET / answers "version=$APP_VERSION"
 //	/app -healthcheck   exit 0 when GET http://127.0.0.1:8000/healthz answers 200
-//	/app -release NAME  print a line and exit with $RELEASE_EXIT (default 0)
+//	/app -release NAME  print a line, sleep $RELEASE_SLEEP (a duration; default none) and exit with $RELEASE_EXIT (default 0)
 //	/app -proxy HOST:PORT  serve on :8000, forwarding to every address HOST resolves to
 //	                    (Swarm's tasks.SERVICE DNS name), round robin, re-resolved often
 //
@@ -53,6 +53,9 @@ func main() {
 	case *release != "":
 		code, _ := strconv.Atoi(os.Getenv("RELEASE_EXIT"))
 		fmt.Printf("release %s: running for version %s\n", *release, version)
+		if d, err := time.ParseDuration(os.Getenv("RELEASE_SLEEP")); err == nil {
+			time.Sleep(d)
+		}
 		if code != 0 {
 			fmt.Fprintf(os.Stderr, "release %s: failed: relation \"shop_order\" already exists\n", *release)
 		}
