@@ -6,6 +6,8 @@ package sshdocker
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -13,7 +15,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -41,7 +45,16 @@ type Config struct {
 	Socket string
 	// Timeout bounds the TCP connect and SSH handshake; 15s when zero.
 	Timeout time.Duration
+	// KeepAlive is how often the server is asked to answer (keepalive@openssh.com);
+	// when an answer takes longer than three intervals the connection is closed,
+	// so a silently dropped network fails requests in flight instead of blocking
+	// them for as long as TCP retransmits. 15s when zero, off when negative.
+	KeepAlive time.Duration
 }
+
+// ErrConnectionLost is wrapped by errors of requests cut off by a keepalive
+// that was not answered in time.
+var ErrConnectionLost = errors.New("SSH connection lost")
 
 // Target is a parsed ssh:// address.
 type Target struct {
@@ -96,6 +109,7 @@ type Conn struct {
 	ssh    *ssh.Client
 	target Target
 	socket string
+	lost   atomic.Pointer[error] // set before a keepalive timeout closes ssh
 }
 
 // Dial opens the SSH connection, checking the host key.
@@ -104,7 +118,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	hostKeyCB, err := hostKeyCallback(cfg)
+	hostKeyCB, keyTypes, err := hostKeyCallback(cfg, t.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -117,10 +131,11 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		timeout = 15 * time.Second
 	}
 	sshCfg := &ssh.ClientConfig{
-		User:            t.User,
-		Auth:            auths,
-		HostKeyCallback: hostKeyCB,
-		Timeout:         timeout,
+		User:              t.User,
+		Auth:              auths,
+		HostKeyCallback:   hostKeyCB,
+		HostKeyAlgorithms: hostKeyAlgorithms(keyTypes),
+		Timeout:           timeout,
 	}
 	d := net.Dialer{Timeout: timeout}
 	tcp, err := d.DialContext(ctx, "tcp", t.Addr())
@@ -139,7 +154,65 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	return &Conn{ssh: ssh.NewClient(c, chans, reqs), target: t, socket: socket}, nil
+	conn := &Conn{ssh: ssh.NewClient(c, chans, reqs), target: t, socket: socket}
+	interval := cfg.KeepAlive
+	if interval == 0 {
+		interval = 15 * time.Second
+	}
+	if interval > 0 {
+		go conn.keepAlive(interval, 3*interval)
+	}
+	return conn, nil
+}
+
+// keepAlive asks the server for an answer every interval and closes the
+// connection when one takes longer than bound. Closing it is what makes reads
+// blocked on a dead network return.
+func (c *Conn) keepAlive(interval, bound time.Duration) {
+	closed := make(chan struct{})
+	go func() {
+		_ = c.ssh.Wait()
+		close(closed)
+	}()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-closed:
+			return
+		case <-tick.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			// OpenSSH answers requests it does not know with a failure: an answer all the same.
+			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		timer := time.NewTimer(bound)
+		select {
+		case <-closed:
+			timer.Stop()
+			return
+		case err := <-answered:
+			timer.Stop()
+			if err != nil {
+				return // the connection is already gone
+			}
+		case <-timer.C:
+			err := fmt.Errorf("%w to %s: no answer to a keepalive within %s (network down, or the host unreachable or stalled); check that the host is reachable and run the command again", ErrConnectionLost, c.target.Addr(), bound)
+			c.lost.Store(&err)
+			_ = c.ssh.Close()
+			return
+		}
+	}
+}
+
+// lostErr is the reason a keepalive closed the connection, or nil.
+func (c *Conn) lostErr() error {
+	if p := c.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // explainHandshake turns handshake failures into messages that say what to do.
@@ -160,25 +233,90 @@ func explainHandshake(t Target, cfg Config, err error) error {
 
 var errPinnedMismatch = errors.New("server's host key does not match the pinned key")
 
-func hostKeyCallback(cfg Config) (ssh.HostKeyCallback, error) {
+// hostKeyCallback checks the server's key against the pinned key or known_hosts,
+// and returns the key types it trusts for addr (host:port): none when the host
+// is unknown.
+func hostKeyCallback(cfg Config, addr string) (ssh.HostKeyCallback, []string, error) {
 	if cfg.HostKey != "" {
 		want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cfg.HostKey))
 		if err != nil {
-			return nil, fmt.Errorf("pinned host key: %w (expected authorized_keys format, e.g. \"ssh-ed25519 AAAA...\")", err)
+			return nil, nil, fmt.Errorf("pinned host key: %w (expected authorized_keys format, e.g. \"ssh-ed25519 AAAA...\")", err)
 		}
-		return func(_ string, _ net.Addr, got ssh.PublicKey) error {
+		cb := func(_ string, _ net.Addr, got ssh.PublicKey) error {
 			if string(got.Marshal()) != string(want.Marshal()) {
-				return fmt.Errorf("%w: got %s %s", errPinnedMismatch, got.Type(), ssh.FingerprintSHA256(got))
+				return fmt.Errorf("%w: got %s %s, pinned %s %s", errPinnedMismatch, got.Type(), ssh.FingerprintSHA256(got), want.Type(), ssh.FingerprintSHA256(want))
 			}
 			return nil
-		}, nil
+		}
+		return cb, []string{want.Type()}, nil
 	}
 	path := knownHostsPath(cfg)
 	cb, err := knownhosts.New(path)
 	if err != nil {
-		return nil, fmt.Errorf("read known hosts %s: %w; create it (ssh-keyscan HOST >> %s) or pin the key with --host-key", path, err, path)
+		return nil, nil, fmt.Errorf("read known hosts %s: %w; create it (ssh-keyscan HOST >> %s) or pin the key with --host-key", path, err, path)
 	}
-	return cb, nil
+	return cb, knownKeyTypes(cb, addr), nil
+}
+
+// knownKeyTypes lists the types of the keys known_hosts holds for addr.
+// knownhosts has no lookup, but offered a key it cannot know, it answers with
+// the keys it wanted, matched the way the handshake will match them (port
+// form [host]:port, hashed names, patterns).
+func knownKeyTypes(cb ssh.HostKeyCallback, addr string) []string {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil
+	}
+	probe, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil
+	}
+	// knownhosts prefers the dialled address to the remote one; the latter
+	// only has to parse.
+	var keyErr *knownhosts.KeyError
+	if !errors.As(cb(addr, &net.TCPAddr{IP: net.IPv4zero}, probe), &keyErr) {
+		return nil
+	}
+	var types []string
+	for _, k := range keyErr.Want {
+		if !slices.Contains(types, k.Key.Type()) {
+			types = append(types, k.Key.Type())
+		}
+	}
+	return types
+}
+
+// hostKeyAlgorithms puts the algorithms of the trusted key types first, so a
+// server with several host keys shows a trusted one: Go's client otherwise
+// prefers ECDSA and RSA to ed25519, and a host pinned by its ed25519 key
+// would look like a man-in-the-middle. The other algorithms follow, as in
+// OpenSSH, so a server without a trusted type still shows a key and a real
+// mismatch is reported as one. Nil (Go's defaults) for an unknown host.
+func hostKeyAlgorithms(types []string) []string {
+	if len(types) == 0 {
+		return nil
+	}
+	var algos []string
+	add := func(as ...string) {
+		for _, a := range as {
+			if !slices.Contains(algos, a) {
+				algos = append(algos, a)
+			}
+		}
+	}
+	for _, typ := range types {
+		switch typ {
+		case ssh.KeyAlgoRSA:
+			// One RSA key, three signature algorithms; OpenSSH refuses SHA-1 ssh-rsa by default.
+			add(ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+		case ssh.CertAlgoRSAv01:
+			add(ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01)
+		default:
+			add(typ)
+		}
+	}
+	add(ssh.SupportedAlgorithms().HostKeys...)
+	return algos
 }
 
 func knownHostsPath(cfg Config) string {
@@ -243,10 +381,16 @@ func (c *Conn) DialSocket(ctx context.Context) (net.Conn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		conn, err := c.ssh.Dial("unix", c.socket)
+		if conn != nil {
+			conn = socketConn{conn, c}
+		}
 		ch <- result{conn, err}
 	}()
 	select {
 	case r := <-ch:
+		if lost := c.lostErr(); r.err != nil && lost != nil {
+			return nil, lost
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("open %s on %s over SSH: %w (the SSH user needs access to the Docker socket, and the host's sshd_config must allow local forwarding: AllowStreamLocalForwarding and AllowTcpForwarding yes or local, no DisableForwarding)", c.socket, c.target.Host, r.err)
 		}
@@ -259,6 +403,38 @@ func (c *Conn) DialSocket(ctx context.Context) (net.Conn, error) {
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// socketConn reports a connection closed by a keepalive timeout as lost, not
+// as a bare EOF.
+type socketConn struct {
+	net.Conn
+	c *Conn
+}
+
+func (s socketConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if lost := s.c.lostErr(); err != nil && lost != nil {
+		err = lost
+	}
+	return n, err
+}
+
+func (s socketConn) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	if lost := s.c.lostErr(); err != nil && lost != nil {
+		err = lost
+	}
+	return n, err
+}
+
+// CloseWrite keeps half-close working for hijacked streams (exec, attach).
+func (s socketConn) CloseWrite() error {
+	cw, ok := s.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return errors.New("half-close not supported on this connection")
+	}
+	return cw.CloseWrite()
 }
 
 // Docker returns an Engine API client whose every request goes through this connection.

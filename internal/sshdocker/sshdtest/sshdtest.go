@@ -1,11 +1,15 @@
 // Package sshdtest runs a real OpenSSH server (Debian's openssh-server) on a
-// loopback port for tests, with its own host key, client key and config in a
+// loopback port for tests, with its own host keys, client key and config in a
 // temporary directory. Tests that use it talk to sshd over the real wire.
 package sshdtest
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -14,6 +18,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +31,15 @@ type Server struct {
 	Host           string // ssh://user@127.0.0.1:port
 	User           string
 	Port           int
-	HostKey        string // server public key, authorized_keys format
-	KnownHostsFile string // known_hosts holding HostKey for [127.0.0.1]:port
+	HostKey        string // the server's ed25519 public key, authorized_keys format
+	KnownHostsFile string // known_hosts holding only HostKey, for [127.0.0.1]:port
 	IdentityFile   string // client private key accepted by the server
 	Dir            string
+
+	// HostKeys are all the server's public keys (RSA, ECDSA and ed25519, like a
+	// stock Debian sshd), authorized_keys format. Go's client prefers ECDSA and
+	// RSA to ed25519, so a client that trusts only HostKey must ask for it.
+	HostKeys []string
 }
 
 // sshdPath is where Debian's openssh-server installs the daemon.
@@ -60,7 +71,22 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("create /run/sshd: %v", err)
 	}
 
-	hostPub := writeKey(t, filepath.Join(dir, "host_key"))
+	// Host keys in the order of Debian's default sshd_config.
+	var hostKeyLines string
+	var hostKeys []string
+	for _, k := range []struct {
+		file string
+		priv crypto.Signer
+	}{
+		{"ssh_host_rsa_key", rsaHostKey(t)},
+		{"ssh_host_ecdsa_key", newECDSA(t)},
+		{"ssh_host_ed25519_key", newEd25519(t)},
+	} {
+		pub := writePrivate(t, filepath.Join(dir, k.file), k.priv)
+		hostKeyLines += "HostKey " + filepath.Join(dir, k.file) + "\n"
+		hostKeys = append(hostKeys, string(ssh.MarshalAuthorizedKey(pub)))
+	}
+	hostPub := hostKeys[len(hostKeys)-1]
 	clientPub := writeKey(t, filepath.Join(dir, "id_ed25519"))
 	authorized := filepath.Join(dir, "authorized_keys")
 	must(t, os.WriteFile(authorized, ssh.MarshalAuthorizedKey(clientPub), 0o600))
@@ -68,8 +94,7 @@ func Start(t testing.TB) *Server {
 	port := freePort(t)
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
-HostKey %s
-AuthorizedKeysFile %s
+%sAuthorizedKeysFile %s
 PidFile %s
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -80,7 +105,7 @@ PermitRootLogin prohibit-password
 AllowStreamLocalForwarding yes
 AllowTcpForwarding local
 LogLevel VERBOSE
-`, port, filepath.Join(dir, "host_key"), authorized, filepath.Join(dir, "sshd.pid"))
+`, port, hostKeyLines, authorized, filepath.Join(dir, "sshd.pid"))
 	cfgPath := filepath.Join(dir, "sshd_config")
 	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
@@ -117,31 +142,77 @@ LogLevel VERBOSE
 	}
 
 	known := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostPub))
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, hostPub)
 	must(t, os.WriteFile(known, []byte(line), 0o600))
 
 	return &Server{
 		Host:           fmt.Sprintf("ssh://%s@%s", u.Username, addr),
 		User:           u.Username,
 		Port:           port,
-		HostKey:        string(ssh.MarshalAuthorizedKey(hostPub)),
+		HostKey:        hostPub,
+		HostKeys:       hostKeys,
 		KnownHostsFile: known,
 		IdentityFile:   filepath.Join(dir, "id_ed25519"),
 		Dir:            dir,
 	}
 }
 
+// HostKeyOfType is the server's public key of the given type ("ssh-rsa",
+// "ecdsa-sha2-nistp256", "ssh-ed25519"), authorized_keys format.
+func (s *Server) HostKeyOfType(t testing.TB, typ string) string {
+	t.Helper()
+	for _, k := range s.HostKeys {
+		if strings.HasPrefix(k, typ+" ") {
+			return k
+		}
+	}
+	t.Fatalf("sshd has no %s host key", typ)
+	return ""
+}
+
 // NewKey writes a fresh ed25519 private key to path and returns its public key.
 func NewKey(t testing.TB, path string) ssh.PublicKey { return writeKey(t, path) }
 
+// NewKeyOf writes priv (e.g. from NewECDSA) to path and returns its public key.
+func NewKeyOf(t testing.TB, path string, priv crypto.Signer) ssh.PublicKey {
+	return writePrivate(t, path, priv)
+}
+
+// NewECDSA is a fresh ECDSA private key on the given curve.
+func NewECDSA(t testing.TB, curve elliptic.Curve) crypto.Signer {
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
+	must(t, err)
+	return k
+}
+
 func writeKey(t testing.TB, path string) ssh.PublicKey {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	return writePrivate(t, path, newEd25519(t))
+}
+
+func newEd25519(t testing.TB) crypto.Signer {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	must(t, err)
+	return priv
+}
+
+func newECDSA(t testing.TB) crypto.Signer { return NewECDSA(t, elliptic.P256()) }
+
+// rsaKey is made once per test binary: RSA key generation is slow.
+var rsaKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 3072) })
+
+func rsaHostKey(t testing.TB) crypto.Signer {
+	k, err := rsaKey()
+	must(t, err)
+	return k
+}
+
+func writePrivate(t testing.TB, path string, priv crypto.Signer) ssh.PublicKey {
+	t.Helper()
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	must(t, err)
 	must(t, os.WriteFile(path, pem.EncodeToMemory(block), 0o600))
-	sp, err := ssh.NewPublicKey(pub)
+	sp, err := ssh.NewPublicKey(priv.Public())
 	must(t, err)
 	return sp
 }
