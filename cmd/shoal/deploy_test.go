@@ -94,6 +94,11 @@ x-shoal:
 	if code != 0 || !strings.Contains(out, "not locked") {
 		t.Errorf("lock status: exit %d", code)
 	}
+	// The first deploy created every service: there is nothing to go back to.
+	code, _, errOut := shoal(append([]string{"rollback"}, conn...)...)
+	if code != 1 || !strings.Contains(errOut, "no earlier version") || !strings.Contains(errOut, "next: deploy the version you want") {
+		t.Errorf("rollback after the first deploy: exit %d, stderr %q; want 1, a refusal and what to do", code, errOut)
+	}
 
 	// Refusals: nothing changes on the cluster, the exit code says whose fault.
 	otherKey := sshdtest.NewKey(t, filepath.Join(dir, "other"))

@@ -18,10 +18,15 @@ func newRollbackCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback --host ssh://user@manager --stack NAME",
-		Short: "Return the services the last deploy changed to their previous version",
+		Short: "Return the stack to where it was before its last deploy",
 		Long: `rollback uses Swarm's own service rollback on every service the last deploy
-changed, under the stack's deploy lock, and waits until they run again. Swarm keeps one
-previous spec per service: a second rollback goes forward again.`,
+changed, under the stack's deploy lock, and waits until they run again.
+
+Swarm keeps one previous spec per service, and after a rollback (a second 'shoal
+rollback', or a failed deploy, which is rolled back) that spec is the newer version
+left behind. When Swarm no longer has the version before the last deploy for every
+service that deploy changed, rollback refuses and changes nothing, rather than go
+forward or leave the stack mixed: deploy the version you want explicitly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return sf.run(cmd.Context(), cmd.OutOrStdout(), func(d *deploy.Deployer) error {

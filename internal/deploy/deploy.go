@@ -152,7 +152,17 @@ type DeployError struct {
 	Stack      string
 	Failures   []ServiceFailure
 	RolledBack []string // services returned to their previous spec
-	Err        error
+	// NotRolledBack are services this deploy changed that are not back where they
+	// were: their rollback failed, paused or did not finish in time.
+	NotRolledBack []LeftBehind
+	Err           error
+}
+
+// LeftBehind is a service a failed deploy could not return to its previous spec.
+type LeftBehind struct {
+	Service string
+	State   string // "still on the new version", "mid-rollback: rollback paused: ..."
+	Next    string // what to run about it
 }
 
 func (e *DeployError) Error() string {
@@ -176,7 +186,15 @@ func (e *DeployError) Error() string {
 	if len(e.RolledBack) > 0 {
 		fmt.Fprintf(&b, "\n  rolled back to the previous version: %s", strings.Join(e.RolledBack, ", "))
 	}
-	fmt.Fprintf(&b, "\n  next: read the task error and logs above ('shoal logs --stack %s SERVICE'), fix, and deploy again; 'shoal status --stack %s' shows what is running", e.Stack, e.Stack)
+	for _, l := range e.NotRolledBack {
+		fmt.Fprintf(&b, "\n  NOT rolled back: %s (%s): %s", l.Service, l.State, l.Next)
+	}
+	first := ""
+	if len(e.NotRolledBack) > 0 {
+		// A mixed stack comes first: a new deploy on top of it hides what was running.
+		first = "the stack is mixed until the services above are back (do that first); then "
+	}
+	fmt.Fprintf(&b, "\n  next: %sread the task error and logs above ('shoal logs --stack %s SERVICE'), fix, and deploy again; 'shoal status --stack %s' shows what is running", first, e.Stack, e.Stack)
 	return b.String()
 }
 
@@ -262,6 +280,10 @@ func (d *Deployer) Deploy(ctx context.Context, o Options) (*Result, error) {
 	// Fixed-width nanoseconds: the newest deploy sorts last.
 	deployID := fmt.Sprintf("%020d", start.UnixNano())
 	if err := d.rollout(ctx, plan, o, deployID, timeout); err != nil {
+		var de *DeployError
+		if errors.As(err, &de) {
+			d.findLeftBehind(ctx, plan, deployID, de)
+		}
 		_ = runHooks(ctx, p, "post-deploy", st.Shoal.Hooks.PostDeploy, o.HookDir, append(hookEnv, "SHOAL_RESULT=failed"))
 		return &Result{Plan: plan, Duration: d.clock().Since(start)}, err
 	}

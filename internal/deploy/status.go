@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -56,7 +57,7 @@ func (d *Deployer) Status(ctx context.Context, stackName string) (*StackStatus, 
 			Version:     s.Spec.Labels[LabelVersion],
 			DeployedBy:  s.Spec.Labels[LabelDeployedBy],
 			DeployedAt:  s.Spec.Labels[LabelDeployedAt],
-			CanRollBack: s.PreviousSpec != nil,
+			CanRollBack: cannotGoBack(s) == "",
 		}
 		if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {
 			ss.Image = stripDigest(cs.Image)
@@ -109,8 +110,10 @@ type RollbackOptions struct {
 	LockTTL  time.Duration
 }
 
-// Rollback returns the services the last deploy changed to their previous spec,
-// with Swarm's own service rollback, under the deploy lock.
+// Rollback returns the stack to where it was before its last deploy: every
+// service that deploy changed goes back to its previous spec, with Swarm's own
+// service rollback, under the deploy lock. It refuses, changing nothing, when
+// Swarm no longer has that version of every one of them.
 func (d *Deployer) Rollback(ctx context.Context, stackName string, o RollbackOptions) ([]string, error) {
 	p := d.progress()
 	p.Step("Connecting to the Swarm manager %s", d.Host)
@@ -131,24 +134,21 @@ func (d *Deployer) Rollback(ctx context.Context, stackName string, o RollbackOpt
 	if err != nil {
 		return nil, err
 	}
-	// The last deploy's services carry the newest deploy id.
-	last := ""
-	for _, s := range cur {
-		if id := s.Spec.Labels[LabelDeployID]; id > last && s.PreviousSpec != nil {
-			last = id
-		}
+	if len(cur) == 0 {
+		return nil, fmt.Errorf("stack %s has no services on this Swarm: check --stack and --host", stackName)
 	}
-	var targets []swarm.Service
-	for _, s := range cur {
-		if s.PreviousSpec != nil && s.Spec.Labels[LabelDeployID] == last {
-			targets = append(targets, s)
-		}
+	rp := planRollback(slices.Collect(maps.Values(cur)))
+	if err := rp.refusal(stackName); err != nil {
+		return nil, err
 	}
-	if len(targets) == 0 {
-		return nil, fmt.Errorf("stack %s has no previous version to roll back to (Swarm keeps one previous spec per service, set by an update)", stackName)
+	targets := rp.targets
+	p.Step("Rolling back the %d service(s) the last deploy (%s) changed", len(targets), orDash(rp.version))
+	for _, name := range rp.created {
+		p.Info("%s: created by that deploy, left running ('docker service rm %s' removes it)", name, name)
 	}
-	slices.SortFunc(targets, func(a, b swarm.Service) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
-	p.Step("Rolling back %d service(s) changed by the last deploy", len(targets))
+	if len(rp.others) > 0 {
+		p.Info("left as they are (not changed by that deploy): %s", strings.Join(rp.others, ", "))
+	}
 	var names []string
 	var errs []error
 	for _, s := range targets {
