@@ -254,6 +254,11 @@ func (d *Deployer) Deploy(ctx context.Context, o Options) (*Result, error) {
 		return &Result{Plan: plan, Duration: d.clock().Since(start)}, nil
 	}
 
+	// The plan and the hooks may have taken a while: with the lock gone, another
+	// deploy may be changing the stack, and this one must not add to it.
+	if err := lock.Check(ctx); err != nil {
+		return nil, fmt.Errorf("%w\n  nothing was changed on the cluster by this deploy\n  next: 'shoal status --stack %s' shows what is running and who holds the lock; deploy again once that deploy has finished", err, st.Name)
+	}
 	if err := d.ensureObjects(ctx, plan); err != nil {
 		return nil, err
 	}
@@ -267,6 +272,10 @@ func (d *Deployer) Deploy(ctx context.Context, o Options) (*Result, error) {
 			if err := d.runRelease(ctx, st, i, rt); err != nil {
 				return nil, fmt.Errorf("%w\n  nothing else was changed: the previous version is still serving\n  next: fix the release task and deploy again; 'shoal status --stack %s' shows what is running", err, st.Name)
 			}
+		}
+		// Release tasks can run long: check again before any service changes.
+		if err := lock.Check(ctx); err != nil {
+			return nil, fmt.Errorf("%w\n  the release tasks have run, but no service was changed by this deploy: the previous version is still serving\n  next: 'shoal status --stack %s' shows what is running and who holds the lock; deploy again once that deploy has finished (its release tasks run again)", err, st.Name)
 		}
 	}
 

@@ -39,6 +39,10 @@ type LockInfo struct {
 	Renewed time.Time
 	TTL     time.Duration
 	id      string
+	// changed is when the manager last wrote the lock (taken or renewed), by
+	// the manager's clock: staleness is judged on it, so a deployer's clock
+	// that is off does not take over a live lock or keep a dead one.
+	changed time.Time
 }
 
 // Stale says whether the holder has not renewed the lock for longer than its TTL.
@@ -48,6 +52,40 @@ func (l LockInfo) Stale(now time.Time) bool {
 		last = l.Renewed
 	}
 	return l.TTL > 0 && now.Sub(last) > l.TTL
+}
+
+// staleOnManager says whether the holder has not renewed the lock for longer than
+// its TTL, by the manager's clock (its time now against when it last wrote the
+// lock). Only when the manager does not tell its time is this machine's used.
+func (d *Deployer) staleOnManager(ctx context.Context, l *LockInfo, localNow time.Time) (bool, error) {
+	if l.changed.IsZero() {
+		return l.Stale(localNow), nil
+	}
+	info, err := d.Docker.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return false, fmt.Errorf("read the manager's clock to judge the deploy lock: %w", err)
+	}
+	now, err := time.Parse(time.RFC3339Nano, info.Info.SystemTime)
+	if err != nil {
+		return l.Stale(localNow), nil
+	}
+	return l.TTL > 0 && now.Sub(l.changed) > l.TTL, nil
+}
+
+// LockLostError is a deploy whose lock was removed or taken over while it ran:
+// another deploy may be running, so this one must stop.
+type LockLostError struct {
+	Stack string
+	// Holder is who holds the lock now; nil when nobody does.
+	Holder *LockInfo
+}
+
+func (e *LockLostError) Error() string {
+	if e.Holder == nil {
+		return fmt.Sprintf("the deploy lock of stack %s was removed while this deploy ran (by 'shoal lock release', or a takeover after its TTL by a deploy that has finished since); another deploy may have changed the stack", e.Stack)
+	}
+	return fmt.Sprintf("the deploy lock of stack %s was taken over while this deploy ran: %s holds it since %s (%s); that deploy may be changing the stack",
+		e.Stack, e.Holder.Owner, e.Holder.Since.UTC().Format(time.RFC3339), e.Holder.Reason)
 }
 
 // LockHeldError is returned when another deploy holds the stack's lock.
@@ -106,7 +144,11 @@ func (d *Deployer) AcquireLock(ctx context.Context, stack, reason string, wait, 
 		if held == nil {
 			continue // released between our create and our look
 		}
-		if held.Stale(now) {
+		stale, err := d.staleOnManager(ctx, held, now)
+		if err != nil {
+			return nil, err
+		}
+		if stale {
 			d.progress().Warn("lock held by %s since %s is older than its TTL %s: taking it over", held.Owner, held.Since.UTC().Format(time.RFC3339), held.TTL)
 			if err := d.removeLock(ctx, held.id); err != nil {
 				return nil, err
@@ -141,6 +183,10 @@ func (d *Deployer) LockStatus(ctx context.Context, stack string) (*LockInfo, err
 		info.Since, _ = time.Parse(time.RFC3339Nano, l[labelLockSince])
 		info.TTL, _ = time.ParseDuration(l[labelLockTTL])
 		info.Renewed, _ = time.Parse(time.RFC3339Nano, l[labelLockRenewed])
+		info.changed = c.Meta.CreatedAt
+		if c.Meta.UpdatedAt.After(info.changed) {
+			info.changed = c.Meta.UpdatedAt // a renewal
+		}
 		return &info, nil
 	}
 	return nil, nil
@@ -183,6 +229,24 @@ func (l *Lock) keepAlive(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Check fails unless the lock is still this deploy's. Renewal only warns when
+// the lock is gone, so a deploy checks before each step that changes the stack:
+// with the lock removed or taken over, two deploys could change it at once.
+func (l *Lock) Check(ctx context.Context) error {
+	_, err := l.d.Docker.ConfigInspect(ctx, l.id, client.ConfigInspectOptions{})
+	if err == nil {
+		return nil // a takeover removes our config: the one we created is still there
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("check that the deploy lock of %s is still this deploy's: %w", l.Stack, err)
+	}
+	holder, err := l.d.LockStatus(ctx, l.Stack)
+	if err != nil {
+		return fmt.Errorf("the deploy lock of %s is gone, and reading who holds it now failed: %w", l.Stack, err)
+	}
+	return &LockLostError{Stack: l.Stack, Holder: holder}
 }
 
 func (l *Lock) renew(ctx context.Context) error {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -54,6 +55,7 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 		spec := d.withRecord(c.Service.Spec, c.specHash, o.Version, deployID)
 		var warnings []string
 		auth, err := d.Registry.For(spec.TaskTemplate.ContainerSpec.Image)
+		sent := err == nil
 		switch {
 		case err != nil:
 			err = fmt.Errorf("registry credential: %w", err)
@@ -80,11 +82,21 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 			p.Warn("%s: %s", t.name, w)
 		}
 		if err != nil {
-			t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " refused", TaskError: err.Error()}
-			// Refused means unchanged: rolling it back would undo an older deploy.
-			t.id = ""
+			cause := fmt.Errorf("%s %s: %w", c.Action, t.name, err)
+			var unknown *LeftBehind
+			if sent {
+				unknown = d.settleFailedSend(ctx, plan.Stack.Name, c, spec, t, err)
+			} else {
+				t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " not sent", TaskError: err.Error()}
+				t.id = ""
+			}
 			// Services already sent must go back too: the deploy is all or nothing.
-			return d.fail(ctx, plan.Stack.Name, ts[:i], fmt.Errorf("%s %s: %w", c.Action, t.name, err))
+			ferr := d.fail(ctx, plan.Stack.Name, ts[:i], cause)
+			var de *DeployError
+			if unknown != nil && errors.As(ferr, &de) {
+				de.NotRolledBack = append(de.NotRolledBack, *unknown)
+			}
+			return ferr
 		}
 		p.Info("%s %s", map[Action]string{ActionCreate: "created", ActionUpdate: "updating"}[c.Action], t.name)
 	}
@@ -123,6 +135,48 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 			return d.fail(ctx, plan.Stack.Name, ts, err)
 		}
 	}
+}
+
+// settleFailedSend decides what a create or update that returned an error did.
+// An error is not a refusal: a cancelled context, a timeout or a lost SSH
+// connection can cut the answer off after the manager applied the change. So
+// the service is read back: carrying this deploy's id, it was changed and goes
+// back with the others (t keeps its id); without it, it is unchanged (t.id is
+// cleared: rolling it back would undo an older deploy). When it cannot be read,
+// its state is unknown and the returned LeftBehind says what to do.
+func (d *Deployer) settleFailedSend(ctx context.Context, stackName string, c Change, sent swarm.ServiceSpec, t *tracked, sendErr error) *LeftBehind {
+	// The deploy's context may be what failed the request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ref := t.name // a create's answer (the ID) may be what was lost
+	if c.Action != ActionCreate {
+		ref = c.Current.ID
+	}
+	ins, err := d.Docker.ServiceInspect(ctx, ref, client.ServiceInspectOptions{})
+	switch {
+	case err != nil && c.Action == ActionCreate && cerrdefs.IsNotFound(err):
+		// Not created: as a refusal, below.
+	case err != nil:
+		t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " sent, state unknown", TaskError: sendErr.Error()}
+		t.id = ""
+		next := fmt.Sprintf("run 'shoal status --stack %s': if %s shows this deploy's version (%s), 'docker service rollback %s' returns it", stackName, t.name, orDash(sent.Labels[LabelVersion]), t.name)
+		if c.Action == ActionCreate {
+			next = fmt.Sprintf("run 'shoal status --stack %s': if it lists %s, 'docker service rm %s' removes it", stackName, t.name, t.name)
+		}
+		return &LeftBehind{
+			Service: t.name,
+			State:   fmt.Sprintf("unknown: the %s was sent but its answer was lost, and reading the service back failed (%v)", c.Action, err),
+			Next:    next,
+		}
+	case ins.Service.Spec.Labels[LabelDeployID] == sent.Labels[LabelDeployID]:
+		t.id = ins.Service.ID
+		t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " applied by the manager, but its answer was lost", TaskError: sendErr.Error()}
+		d.progress().Warn("%s: the %s's answer was lost, but the manager applied it: it is rolled back with the others", t.name, c.Action)
+		return nil
+	}
+	t.failure = &ServiceFailure{Service: t.name, State: string(c.Action) + " refused", TaskError: sendErr.Error()}
+	t.id = ""
+	return nil
 }
 
 // observe reads one service's rollout and marks it done or failed.
