@@ -28,11 +28,14 @@ func (d *Deployer) hookEnv(st *stack.Stack, o Options) []string {
 }
 
 // runHooks runs each command with sh -c on the machine running shoal; the first
-// failure stops the rest.
-func runHooks(ctx context.Context, p Progress, kind string, cmds []string, dir string, env []string) error {
-	for _, c := range cmds {
+// failure stops the rest. It shows a hook as written in the stack file (h.Text)
+// and runs it interpolated (h.Run): a token interpolated into the command must
+// not reach the CI log or the error.
+func runHooks(ctx context.Context, p Progress, kind string, hooks []stack.Hook, dir string, env []string) error {
+	for _, h := range hooks {
+		c := h.String()
 		p.Step("Running %s hook: %s", kind, c)
-		cmd := exec.CommandContext(ctx, "sh", "-c", c)
+		cmd := exec.CommandContext(ctx, "sh", "-c", h.Run)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
 		pr, pw := io.Pipe()
@@ -49,7 +52,7 @@ func runHooks(ctx context.Context, p Progress, kind string, cmds []string, dir s
 		pw.Close()
 		<-done
 		if err != nil {
-			return fmt.Errorf("%s hook %q: %w", kind, c, err)
+			return fmt.Errorf("%s hook %q: %w; its output is above", kind, c, err)
 		}
 	}
 	return nil

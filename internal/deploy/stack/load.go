@@ -74,15 +74,17 @@ func Load(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.ImageTag != "" {
 		env = append(env, "IMAGE_TAG="+opts.ImageTag)
 	}
-	po, err := cli.NewProjectOptions(opts.Files,
-		cli.WithName(opts.Name),
-		cli.WithWorkingDirectory(filepath.Dir(opts.Files[0])),
-		cli.WithEnv(env),
-		cli.WithEnvFiles(opts.EnvFiles...),
-		cli.WithDotEnv,
-		cli.WithInterpolation(true),
-		cli.WithResolvedPaths(true),
-	)
+	projectOptions := func(extra ...cli.ProjectOptionsFn) (*cli.ProjectOptions, error) {
+		return cli.NewProjectOptions(opts.Files, append([]cli.ProjectOptionsFn{
+			cli.WithName(opts.Name),
+			cli.WithWorkingDirectory(filepath.Dir(opts.Files[0])),
+			cli.WithEnv(env),
+			cli.WithEnvFiles(opts.EnvFiles...),
+			cli.WithDotEnv,
+			cli.WithResolvedPaths(true),
+		}, extra...)...)
+	}
+	po, err := projectOptions(cli.WithInterpolation(true))
 	if err != nil {
 		return nil, fmt.Errorf("stack file options: %w", err)
 	}
@@ -94,6 +96,7 @@ func Load(ctx context.Context, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack file %s: x-shoal: %w", strings.Join(opts.Files, ", "), err)
 	}
+	ext.Hooks.setText(ctx, projectOptions, project.Environment)
 	st, err := convert(opts.Name, project)
 	if err != nil {
 		return nil, err
@@ -127,8 +130,8 @@ type ReleaseTask struct {
 
 // Hooks are commands run on the machine running shoal, with SHOAL_* variables.
 type Hooks struct {
-	PreDeploy  []string `json:"pre-deploy"`
-	PostDeploy []string `json:"post-deploy"`
+	PreDeploy  []Hook `json:"pre-deploy"`
+	PostDeploy []Hook `json:"post-deploy"`
 }
 
 // Duration reads "90s", "10m" from the stack file.

@@ -87,8 +87,8 @@ func TestLoadConvertsLikeDockerStack(t *testing.T) {
 	if len(st.Shoal.Release) != 1 || st.Shoal.Release[0].Service != "web" || st.Shoal.Release[0].Timeout != stack.Duration(2*time.Minute) {
 		t.Errorf("release = %+v", st.Shoal.Release)
 	}
-	if got := strings.Join(st.Shoal.Hooks.PreDeploy, ";"); got != "echo pre" {
-		t.Errorf("pre-deploy hooks = %q", got)
+	if h := st.Shoal.Hooks.PreDeploy; len(h) != 1 || h[0].Run != "echo pre" || h[0].String() != "echo pre" {
+		t.Errorf("pre-deploy hooks = %+v", h)
 	}
 }
 
