@@ -45,14 +45,7 @@ func NewWebhook(secret string, log *slog.Logger) (*Webhook, error) {
 // watched, as Source.Touch does (marking it to be read first): a GitLab
 // instance's or group's hook also reports projects shoal does not read, and
 // waking for them would only spend requests.
-// Watch(nil) signals for every project again.
-func (w *Webhook) Watch(watch func(projectID int64) bool) {
-	if watch == nil {
-		w.watch.Store(nil)
-		return
-	}
-	w.watch.Store(&watch)
-}
+func (w *Webhook) Watch(watch func(projectID int64) bool) { w.watch.Store(&watch) }
 
 // Pending delivers a value when at least one job has become pending since the
 // last value was taken.

@@ -268,6 +268,9 @@ func (d *Deployer) Deploy(ctx context.Context, o Options) (*Result, error) {
 
 	if len(st.Shoal.Release) > 0 {
 		p.Step("Running %d release task(s) from the new images", len(st.Shoal.Release))
+		if err := d.releasesDone(ctx, st.Name); err != nil {
+			return nil, fmt.Errorf("%w\n  nothing was changed: the previous version is still serving", err)
+		}
 		for i, rt := range st.Shoal.Release {
 			if err := d.runRelease(ctx, st, i, rt); err != nil {
 				return nil, fmt.Errorf("%w\n  nothing else was changed: the previous version is still serving\n  next: fix the release task and deploy again; 'shoal status --stack %s' shows what is running", err, st.Name)

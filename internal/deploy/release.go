@@ -62,9 +62,6 @@ func releaseSpec(st *stack.Stack, i int, rt stack.ReleaseTask, suffix string) (s
 func (d *Deployer) runRelease(ctx context.Context, st *stack.Stack, i int, rt stack.ReleaseTask) error {
 	p := d.progress()
 	cmd := strings.Join(rt.Command, " ")
-	if err := d.releasesDone(ctx, st.Name); err != nil {
-		return fmt.Errorf("release task %q: %w", cmd, err)
-	}
 	spec, err := releaseSpec(st, i, rt, fmt.Sprint(d.clock().Now().Unix()))
 	if err != nil {
 		return err
@@ -142,7 +139,8 @@ func (d *Deployer) removeJob(ctx context.Context, id string) {
 
 // releasesDone fails while a release task of an earlier deploy of the stack
 // still runs (one left past its timeout, or when shoal stopped): two
-// migrations must not run at once. It removes those that have ended.
+// migrations must not run at once. It removes those that have ended. Called
+// once before a deploy's release tasks: each of them removes its own job.
 func (d *Deployer) releasesDone(ctx context.Context, stackName string) error {
 	jobs, err := d.Docker.ServiceList(ctx, client.ServiceListOptions{Filters: make(client.Filters).
 		Add("label", LabelRelease).Add("label", stack.LabelNamespace+"="+stackName)})

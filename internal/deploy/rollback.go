@@ -141,8 +141,9 @@ func (d *Deployer) findLeftBehind(ctx context.Context, plan *Plan, deployID stri
 	for _, c := range plan.Changes {
 		name := c.Service.Spec.Name
 		s, ok := cur[name]
-		if c.Action == ActionUnchanged || !ok || slices.Contains(de.RolledBack, name) {
-			continue
+		if c.Action == ActionUnchanged || !ok || slices.Contains(de.RolledBack, name) ||
+			slices.ContainsFunc(de.NotRolledBack, func(l LeftBehind) bool { return l.Service == name }) {
+			continue // already told
 		}
 		mine := s.Spec.Labels[LabelDeployID] == deployID
 		// Only an update status this deploy caused counts: an old one says nothing.
@@ -151,7 +152,7 @@ func (d *Deployer) findLeftBehind(ctx context.Context, plan *Plan, deployID stri
 			before = c.Current.UpdateStatus.StartedAt
 		}
 		us := s.UpdateStatus
-		ours := us != nil && us.StartedAt != nil && (before == nil || !us.StartedAt.Equal(*before))
+		ours := updatedSince(us, before)
 		l := LeftBehind{Service: name}
 		switch {
 		case c.Action == ActionCreate && mine:

@@ -91,12 +91,11 @@ func (d *Deployer) rollout(ctx context.Context, plan *Plan, o Options, deployID 
 				t.id = ""
 			}
 			// Services already sent must go back too: the deploy is all or nothing.
-			ferr := d.fail(ctx, plan.Stack.Name, ts[:i], cause)
-			var de *DeployError
-			if unknown != nil && errors.As(ferr, &de) {
+			de := d.fail(ctx, plan.Stack.Name, ts[:i], cause)
+			if unknown != nil {
 				de.NotRolledBack = append(de.NotRolledBack, *unknown)
 			}
-			return ferr
+			return de
 		}
 		p.Info("%s %s", map[Action]string{ActionCreate: "created", ActionUpdate: "updating"}[c.Action], t.name)
 	}
@@ -179,6 +178,12 @@ func (d *Deployer) settleFailedSend(ctx context.Context, stackName string, c Cha
 	return nil
 }
 
+// updatedSince: the update status us is of an update begun since the one that
+// began at prev (nil: none), so it says something of this deploy's.
+func updatedSince(us *swarm.UpdateStatus, prev *time.Time) bool {
+	return us != nil && us.StartedAt != nil && (prev == nil || !us.StartedAt.Equal(*prev))
+}
+
 // observe reads one service's rollout and marks it done or failed.
 func (d *Deployer) observe(ctx context.Context, t *tracked) error {
 	ins, err := d.Docker.ServiceInspect(ctx, t.id, client.ServiceInspectOptions{})
@@ -198,7 +203,7 @@ func (d *Deployer) observe(ctx context.Context, t *tracked) error {
 	st := ServiceState{Running: c.running, Desired: c.desired}
 
 	us := svc.UpdateStatus
-	ours := us != nil && us.StartedAt != nil && (t.prevStarted == nil || !us.StartedAt.Equal(*t.prevStarted))
+	ours := updatedSince(us, t.prevStarted)
 	// Zero desired tasks is converged only when the file asks for zero replicas:
 	// a global service with no tasks yet has simply not been scheduled.
 	zeroWanted := svc.Spec.Mode.Replicated != nil && c.desired == 0
@@ -420,7 +425,7 @@ func (d *Deployer) taskLogTail(ctx context.Context, taskID string, n int) []stri
 // fail returns every service this deploy touched to where it was: Swarm has
 // already rolled back the ones whose update failed; the others are rolled back
 // explicitly, and services this deploy created are removed.
-func (d *Deployer) fail(ctx context.Context, stackName string, ts []*tracked, cause error) error {
+func (d *Deployer) fail(ctx context.Context, stackName string, ts []*tracked, cause error) *DeployError {
 	p := d.progress()
 	// Rollbacks must happen even when the deploy's context was cancelled.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
@@ -450,7 +455,7 @@ func (d *Deployer) fail(ctx context.Context, stackName string, ts []*tracked, ca
 			continue
 		}
 		us := ins.Service.UpdateStatus
-		ours := us != nil && us.StartedAt != nil && (t.prevStarted == nil || !us.StartedAt.Equal(*t.prevStarted))
+		ours := updatedSince(us, t.prevStarted)
 		switch {
 		case ours && (us.State == swarm.UpdateStateRollbackStarted || us.State == swarm.UpdateStateRollbackCompleted):
 			// Swarm saw this update fail too and is rolling it back (or has: then

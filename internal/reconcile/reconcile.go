@@ -360,7 +360,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 		}
 		for _, d := range byPool[pool.Name] {
 			pd := toPolicy(d, status[d.ID])
-			if _, ok := r.shutAt[d.ID]; ok {
+			if r.shuttingDown(d.ID) {
 				pd.State = policy.Draining // being shut down: no one's capacity
 			}
 			pp.Droplets = append(pp.Droplets, pd)
@@ -400,7 +400,7 @@ func (r *Reconciler) Step(ctx context.Context) (rep Report, err error) {
 	// A Droplet being shut down goes on until it is off, or its runner is
 	// reached and drained, whatever the policy now says of it.
 	for _, d := range droplets {
-		if _, ok := r.shutAt[d.ID]; ok && !slices.ContainsFunc(retiring, func(a action) bool { return a.d.ID == d.ID }) {
+		if r.shuttingDown(d.ID) && !slices.ContainsFunc(retiring, func(a action) bool { return a.d.ID == d.ID }) {
 			retiring = append(retiring, action{d, "being shut down: its runner cannot be reached over SSH"})
 		}
 	}

@@ -168,8 +168,7 @@ type Hosts struct {
 // host is what shoal has seen of one Droplet's runner: of a registered one,
 // what GitLab says; of any drained one, how its drains went.
 type host struct {
-	registered   bool // its runner manager has contacted GitLab
-	registeredAt time.Time
+	registeredAt time.Time      // zero until its runner manager has contacted GitLab
 	running      map[int64]bool // job IDs at the last look
 	lookedAt     time.Time      // the last look: GitLab listed its manager
 	done         int
@@ -286,7 +285,7 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 		if !ok {
 			continue
 		}
-		if hs == nil || !hs.registered {
+		if hs == nil || hs.registeredAt.IsZero() {
 			// Registered when GitLab first heard from it, or now, the first
 			// time shoal sees it, if GitLab does not say. A Droplet drained
 			// before its runner registered keeps its drain.
@@ -294,7 +293,7 @@ func (h *Hosts) Observe(ctx context.Context, snap demand.Snapshot, droplets []cl
 				hs = &host{}
 				h.seen[d.ID] = hs
 			}
-			hs.registered, hs.registeredAt, hs.running = true, m.CreatedAt, map[int64]bool{}
+			hs.registeredAt, hs.running = m.CreatedAt, map[int64]bool{}
 			if m.CreatedAt.IsZero() || m.CreatedAt.After(now) {
 				hs.registeredAt = now
 			}
@@ -391,7 +390,7 @@ func (h *Hosts) Drain(ctx context.Context, d cloud.Droplet) (int, error) {
 		hs = &host{}
 		h.seen[d.ID] = hs
 	}
-	registered, running := hs.registered, len(hs.running)
+	registered, running := !hs.registeredAt.IsZero(), len(hs.running)
 	// GitLab has not listed the runner for long (it is down, or refuses
 	// shoal): what it last said runs there is stale, and jobs taken since
 	// are unknown.

@@ -7,7 +7,6 @@ package sshdocker
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -207,6 +206,14 @@ func (c *Conn) keepAlive(interval, bound time.Duration) {
 	}
 }
 
+// explain turns an error of a connection a keepalive closed into the reason.
+func (c *Conn) explain(err error) error {
+	if lost := c.lostErr(); err != nil && lost != nil {
+		return lost
+	}
+	return err
+}
+
 // lostErr is the reason a keepalive closed the connection, or nil.
 func (c *Conn) lostErr() error {
 	if p := c.lost.Load(); p != nil {
@@ -258,23 +265,25 @@ func hostKeyCallback(cfg Config, addr string) (ssh.HostKeyCallback, []string, er
 	return cb, knownKeyTypes(cb, addr), nil
 }
 
+// probeKey is a key no known_hosts holds (from an all-zero seed), offered to
+// knownhosts to learn what it wants.
+var probeKey = func() ssh.PublicKey {
+	k, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public())
+	if err != nil {
+		panic(err) // an ed25519 public key always converts
+	}
+	return k
+}()
+
 // knownKeyTypes lists the types of the keys known_hosts holds for addr.
 // knownhosts has no lookup, but offered a key it cannot know, it answers with
 // the keys it wanted, matched the way the handshake will match them (port
 // form [host]:port, hashed names, patterns).
 func knownKeyTypes(cb ssh.HostKeyCallback, addr string) []string {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil
-	}
-	probe, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return nil
-	}
 	// knownhosts prefers the dialled address to the remote one; the latter
 	// only has to parse.
 	var keyErr *knownhosts.KeyError
-	if !errors.As(cb(addr, &net.TCPAddr{IP: net.IPv4zero}, probe), &keyErr) {
+	if !errors.As(cb(addr, &net.TCPAddr{IP: net.IPv4zero}, probeKey), &keyErr) {
 		return nil
 	}
 	var types []string
@@ -388,8 +397,8 @@ func (c *Conn) DialSocket(ctx context.Context) (net.Conn, error) {
 	}()
 	select {
 	case r := <-ch:
-		if lost := c.lostErr(); r.err != nil && lost != nil {
-			return nil, lost
+		if r.err != nil && c.lostErr() != nil {
+			return nil, c.lostErr()
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("open %s on %s over SSH: %w (the SSH user needs access to the Docker socket, and the host's sshd_config must allow local forwarding: AllowStreamLocalForwarding and AllowTcpForwarding yes or local, no DisableForwarding)", c.socket, c.target.Host, r.err)
@@ -414,18 +423,12 @@ type socketConn struct {
 
 func (s socketConn) Read(p []byte) (int, error) {
 	n, err := s.Conn.Read(p)
-	if lost := s.c.lostErr(); err != nil && lost != nil {
-		err = lost
-	}
-	return n, err
+	return n, s.c.explain(err)
 }
 
 func (s socketConn) Write(p []byte) (int, error) {
 	n, err := s.Conn.Write(p)
-	if lost := s.c.lostErr(); err != nil && lost != nil {
-		err = lost
-	}
-	return n, err
+	return n, s.c.explain(err)
 }
 
 // CloseWrite keeps half-close working for hijacked streams (exec, attach).
